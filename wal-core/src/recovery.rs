@@ -1,0 +1,449 @@
+//! Recovery: read every frame of every segment in position order, verify
+//! lengths and checksums, and say exactly where and why a segment ends.
+//!
+//! A torn tail can only exist in the last segment, because the writer makes a
+//! segment fully durable before it writes the first byte of the next one.
+//! So an invalid frame in the last segment ends the log there (the bytes after
+//! it were never acknowledged), and an invalid frame anywhere else is
+//! corruption: reported with file and byte offset, or skipped and listed when
+//! the caller asked for [`RecoveryMode::SkipCorruption`].
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use glommio::io::{DmaFile, ReadResult};
+use glommio::task::JoinHandle;
+
+use crate::error::{Result, WalError};
+use crate::format::{
+    decode_segment_header, FrameHeader, BLOCK, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING,
+    SEGMENT_HEADER_LEN,
+};
+use crate::segment::{list_segments, open_segment_read, probe_device, SegmentFile};
+
+/// How recovery treats an invalid frame outside the last segment's tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Stop with [`WalError::Corruption`] naming file and offset.
+    #[default]
+    Strict,
+    /// Skip forward to the next valid frame and list every skipped range in
+    /// the report. Data in skipped ranges is lost: an operator's choice.
+    SkipCorruption,
+}
+
+/// A frame found by recovery, borrowed from the read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveredFrame<'a> {
+    /// WAL position of the frame (what [`crate::Wal::read`] takes).
+    pub position: u64,
+    /// Frame type given at append.
+    pub frame_type: u8,
+    /// The payload as appended.
+    pub payload: &'a [u8],
+}
+
+/// A range of bytes recovery skipped as corrupt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRange {
+    /// Byte offset in the file where invalid data starts.
+    pub offset: u64,
+    /// Bytes skipped until the next valid frame (or the end of the file).
+    pub len: u64,
+    /// Why the first frame there was invalid.
+    pub reason: String,
+}
+
+/// Where and why the last segment's valid data ends before its file does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Byte offset in the file of the first invalid byte.
+    pub offset: u64,
+    /// Bytes from there to the end of the file.
+    pub dropped_bytes: u64,
+    /// Why the frame there was invalid.
+    pub reason: String,
+}
+
+/// What recovery found in one segment.
+#[derive(Debug, Clone)]
+pub struct SegmentReport {
+    /// WAL position of the segment's first byte.
+    pub base: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// File length as found.
+    pub file_len: u64,
+    /// Whether the segment header is valid (only the last segment may have a
+    /// torn header: it was being created when the process died).
+    pub header_valid: bool,
+    /// Frames recovered (padding not counted).
+    pub frames: u64,
+    /// Payload bytes recovered.
+    pub payload_bytes: u64,
+    /// Position of the first and last frame recovered, if any.
+    pub first_position: Option<u64>,
+    /// Position of the last frame recovered, if any.
+    pub last_position: Option<u64>,
+    /// File offset where valid data ends (the log continues from here).
+    pub valid_end: u64,
+    /// Set when the segment ends in a torn tail (only ever the last segment).
+    pub torn_tail: Option<TornTail>,
+    /// Corrupt ranges skipped under [`RecoveryMode::SkipCorruption`].
+    pub skipped: Vec<SkippedRange>,
+}
+
+/// Totals of a recovery scan, and each segment's report.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// One report per segment, in position order.
+    pub segments: Vec<SegmentReport>,
+    /// Frames recovered (padding not counted).
+    pub frames: u64,
+    /// Payload bytes recovered.
+    pub payload_bytes: u64,
+    /// Bytes read from disk.
+    pub bytes_scanned: u64,
+    /// Wall time of the scan.
+    pub seconds: f64,
+}
+
+impl RecoveryReport {
+    /// Bytes in ranges skipped as corrupt (zero in strict mode).
+    pub fn skipped_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .flat_map(|s| &s.skipped)
+            .map(|r| r.len)
+            .sum()
+    }
+}
+
+/// Reads every frame of every segment in `dir` in position order and hands
+/// each to `visitor`. Read-only: a torn tail is reported, not repaired
+/// ([`crate::Wal::open`] repairs it).
+pub async fn scan<F>(dir: &Path, mode: RecoveryMode, mut visitor: F) -> Result<RecoveryReport>
+where
+    F: FnMut(RecoveredFrame<'_>),
+{
+    let started = Instant::now();
+    let segments = list_segments(dir)?;
+    probe_device(dir).await?;
+    let mut report = RecoveryReport::default();
+    let count = segments.len();
+    for (i, segment) in segments.iter().enumerate() {
+        let is_last = i + 1 == count;
+        let seg = scan_segment(segment, is_last, mode, &mut visitor).await?;
+        report.frames += seg.frames;
+        report.payload_bytes += seg.payload_bytes;
+        report.bytes_scanned += seg.file_len;
+        report.segments.push(seg);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Size of one sequential recovery read.
+const READ_CHUNK: usize = 4 << 20;
+
+/// Sequential reads of one file with one read always running ahead.
+struct Chunks {
+    file: Rc<DmaFile>,
+    file_len: u64,
+    next_offset: u64,
+    ahead: Option<JoinHandle<glommio::Result<ReadResult, ()>>>,
+}
+
+impl Chunks {
+    fn new(file: Rc<DmaFile>, file_len: u64, start: u64) -> Self {
+        let mut chunks = Chunks {
+            file,
+            file_len,
+            next_offset: start,
+            ahead: None,
+        };
+        chunks.read_ahead();
+        chunks
+    }
+
+    fn read_ahead(&mut self) {
+        if self.next_offset >= self.file_len {
+            self.ahead = None;
+            return;
+        }
+        let file = self.file.clone();
+        let offset = self.next_offset;
+        self.ahead = Some(
+            glommio::spawn_local(async move { file.read_at_aligned(offset, READ_CHUNK).await })
+                .detach(),
+        );
+        self.next_offset += READ_CHUNK as u64;
+    }
+
+    /// The next chunk, or `None` at the end of the file.
+    async fn next(&mut self, path: &Path) -> Result<Option<ReadResult>> {
+        let Some(task) = self.ahead.take() else {
+            return Ok(None);
+        };
+        let read = task
+            .await
+            .ok_or_else(|| WalError::Failed(format!("read of {} was cancelled", path.display())))?
+            .map_err(|e| WalError::io(format!("reading {}", path.display()), e))?;
+        self.read_ahead();
+        Ok(Some(read))
+    }
+}
+
+/// A frame's bytes: borrowed from the current chunk or assembled across chunks.
+enum Span {
+    Chunk(usize),
+    Assembled,
+}
+
+/// Sequential access to a segment's bytes by file offset.
+struct SegmentBytes {
+    chunks: Chunks,
+    path: PathBuf,
+    cur: Option<ReadResult>,
+    cur_offset: u64,
+    assembled: Vec<u8>,
+    assembled_offset: u64,
+}
+
+impl SegmentBytes {
+    fn cur_end(&self) -> u64 {
+        self.cur_offset + self.cur.as_ref().map_or(0, |c| c.len() as u64)
+    }
+
+    /// Makes `[offset, offset + len)` available (the caller checked it is
+    /// inside the file) and says where the bytes are. A later call may ask
+    /// for more bytes from the same offset (the header first, then the frame).
+    async fn load(&mut self, offset: u64, len: usize) -> Result<Span> {
+        if offset >= self.cur_offset {
+            while offset >= self.cur_end() {
+                self.advance().await?;
+            }
+            if offset + len as u64 <= self.cur_end() {
+                return Ok(Span::Chunk((offset - self.cur_offset) as usize));
+            }
+            self.assembled.clear();
+            self.assembled_offset = offset;
+        } else {
+            // An assembly from an earlier chunk, started at this offset.
+            debug_assert_eq!(self.assembled_offset, offset);
+        }
+        while self.assembled.len() < len {
+            let have_end = offset + self.assembled.len() as u64;
+            if have_end >= self.cur_end() {
+                self.advance().await?;
+                continue;
+            }
+            let from = (have_end - self.cur_offset) as usize;
+            let want = (len - self.assembled.len()).min(self.current().len() - from);
+            let cur = self.cur.as_ref().map_or(&[][..], |c| &c[..]);
+            self.assembled.extend_from_slice(&cur[from..from + want]);
+        }
+        Ok(Span::Assembled)
+    }
+
+    fn bytes(&self, span: &Span, len: usize) -> &[u8] {
+        match span {
+            Span::Chunk(at) => &self.current()[*at..*at + len],
+            Span::Assembled => &self.assembled[..len],
+        }
+    }
+
+    fn current(&self) -> &[u8] {
+        self.cur.as_ref().map_or(&[][..], |c| &c[..])
+    }
+
+    async fn advance(&mut self) -> Result<()> {
+        let end = self.cur_end();
+        match self.chunks.next(&self.path).await? {
+            Some(chunk) if !chunk.is_empty() => {
+                self.cur_offset = end;
+                self.cur = Some(chunk);
+                Ok(())
+            }
+            _ => Err(WalError::Corruption {
+                file: self.path.clone(),
+                offset: end,
+                reason: "file is shorter than its length said while reading".into(),
+            }),
+        }
+    }
+}
+
+async fn scan_segment<F>(
+    segment: &SegmentFile,
+    is_last: bool,
+    mode: RecoveryMode,
+    visitor: &mut F,
+) -> Result<SegmentReport>
+where
+    F: FnMut(RecoveredFrame<'_>),
+{
+    let file = open_segment_read(&segment.path).await?;
+    let file_len = file
+        .file_size()
+        .await
+        .map_err(|e| WalError::io(format!("stat {}", segment.path.display()), e))?;
+    let mut report = SegmentReport {
+        base: segment.base,
+        path: segment.path.clone(),
+        file_len,
+        header_valid: false,
+        frames: 0,
+        payload_bytes: 0,
+        first_position: None,
+        last_position: None,
+        valid_end: 0,
+        torn_tail: None,
+        skipped: Vec::new(),
+    };
+    let header_problem = if file_len < SEGMENT_HEADER_LEN {
+        Some(format!(
+            "file is {file_len} bytes, shorter than the segment header"
+        ))
+    } else {
+        let block = file
+            .read_at_aligned(0, SEGMENT_HEADER_LEN as usize)
+            .await
+            .map_err(|e| WalError::io(format!("reading {}", segment.path.display()), e))?;
+        decode_segment_header(&block, segment.base).err()
+    };
+    if let Some(reason) = header_problem {
+        if is_last {
+            tracing::warn!(file = %segment.path.display(), reason, "last segment has a torn header; it holds no acknowledged frame");
+            report.torn_tail = Some(TornTail {
+                offset: 0,
+                dropped_bytes: file_len,
+                reason,
+            });
+            return Ok(report);
+        }
+        return Err(WalError::Corruption {
+            file: segment.path.clone(),
+            offset: 0,
+            reason,
+        });
+    }
+    report.header_valid = true;
+
+    let mut bytes = SegmentBytes {
+        chunks: Chunks::new(file.clone(), file_len, SEGMENT_HEADER_LEN),
+        path: segment.path.clone(),
+        cur: None,
+        cur_offset: SEGMENT_HEADER_LEN,
+        assembled: Vec::new(),
+        assembled_offset: 0,
+    };
+    let mut offset = SEGMENT_HEADER_LEN;
+    // Start of a corrupt range being skipped, with the first reason.
+    let mut skipping: Option<(u64, String)> = None;
+    while offset < file_len {
+        let position = segment.base + offset;
+        let verdict = check_frame(&mut bytes, offset, file_len, position).await?;
+        match verdict {
+            Ok((header, span)) => {
+                if let Some((start, reason)) = skipping.take() {
+                    report.skipped.push(SkippedRange {
+                        offset: start,
+                        len: offset - start,
+                        reason,
+                    });
+                }
+                if header.frame_type != FRAME_TYPE_PADDING {
+                    let frame = bytes.bytes(&span, FRAME_HEADER_LEN + header.payload_len as usize);
+                    visitor(RecoveredFrame {
+                        position,
+                        frame_type: header.frame_type,
+                        payload: &frame[FRAME_HEADER_LEN..],
+                    });
+                    report.frames += 1;
+                    report.payload_bytes += u64::from(header.payload_len);
+                    report.first_position.get_or_insert(position);
+                    report.last_position = Some(position);
+                }
+                offset += header.disk_len();
+            }
+            Err(reason) => {
+                if skipping.is_some() {
+                    offset += FRAME_ALIGN;
+                    continue;
+                }
+                if is_last {
+                    tracing::warn!(
+                        file = %segment.path.display(),
+                        offset,
+                        dropped_bytes = file_len - offset,
+                        reason,
+                        "truncating torn tail of the last segment"
+                    );
+                    report.torn_tail = Some(TornTail {
+                        offset,
+                        dropped_bytes: file_len - offset,
+                        reason,
+                    });
+                    break;
+                }
+                if mode == RecoveryMode::Strict {
+                    return Err(WalError::Corruption {
+                        file: segment.path.clone(),
+                        offset,
+                        reason,
+                    });
+                }
+                tracing::error!(file = %segment.path.display(), offset, reason, "skipping corrupt bytes");
+                skipping = Some((offset, reason));
+                offset += FRAME_ALIGN;
+            }
+        }
+    }
+    if let Some((start, reason)) = skipping.take() {
+        report.skipped.push(SkippedRange {
+            offset: start,
+            len: file_len - start,
+            reason,
+        });
+    }
+    report.valid_end = match &report.torn_tail {
+        Some(t) => t.offset,
+        None => offset.min(file_len),
+    };
+    Ok(report)
+}
+
+/// Checks the frame at `offset`: `Ok(Ok(..))` for a valid frame, `Ok(Err(reason))`
+/// for bytes that are not one, `Err` for an I/O failure.
+async fn check_frame(
+    bytes: &mut SegmentBytes,
+    offset: u64,
+    file_len: u64,
+    position: u64,
+) -> Result<std::result::Result<(FrameHeader, Span), String>> {
+    let left = file_len - offset;
+    if left < FRAME_HEADER_LEN as u64 {
+        return Ok(Err(format!("{left} bytes left, a frame header needs 16")));
+    }
+    let span = bytes.load(offset, FRAME_HEADER_LEN).await?;
+    let max_payload = left - FRAME_HEADER_LEN as u64;
+    let header = match FrameHeader::parse(bytes.bytes(&span, FRAME_HEADER_LEN), max_payload) {
+        Ok(h) => h,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    if header.disk_len() > left {
+        return Ok(Err(format!(
+            "frame of {} bytes extends past the end of the file",
+            header.disk_len()
+        )));
+    }
+    let frame_len = FRAME_HEADER_LEN + header.payload_len as usize;
+    let span = bytes.load(offset, frame_len).await?;
+    if let Err(reason) = header.verify(position, bytes.bytes(&span, frame_len)) {
+        return Ok(Err(reason));
+    }
+    debug_assert!(BLOCK % FRAME_ALIGN == 0);
+    Ok(Ok((header, span)))
+}

@@ -1,0 +1,160 @@
+//! Segment files: listing a WAL directory, creating a segment durably, and
+//! syncing the directory so a new or removed file survives a crash.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{Directory, DmaFile, OpenOptions};
+
+use crate::error::{Result, WalError};
+use crate::format::{encode_segment_header, segment_file_name, BLOCK, SEGMENT_HEADER_LEN};
+
+/// A segment file as found in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// WAL position of the file's first byte.
+    pub base: u64,
+    /// Full path.
+    pub path: PathBuf,
+    /// File length in bytes.
+    pub len: u64,
+}
+
+/// Lists the segment files of `dir` in position order. Other files are left
+/// alone (and not reported: operators may keep notes next to the log).
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| WalError::io(format!("listing {}", dir.display()), e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(base) = name
+            .to_str()
+            .and_then(crate::format::parse_segment_file_name)
+        else {
+            continue;
+        };
+        let len = entry
+            .metadata()
+            .map_err(|e| WalError::io(format!("stat {}", entry.path().display()), e))?
+            .len();
+        segments.push(SegmentFile {
+            base,
+            path: entry.path(),
+            len,
+        });
+    }
+    segments.sort_by_key(|s| s.base);
+    Ok(segments)
+}
+
+/// Makes glommio's poll-ring probe see a real read before any segment is
+/// opened on this thread.
+///
+/// glommio decides once per thread and device whether polled I/O works, by
+/// reading the first direct-I/O file opened there. An empty file (a segment
+/// just created) reads "successfully" without reaching the device, which
+/// wrongly enables the poll ring; every read after that fails with
+/// EOPNOTSUPP on devices without polling. A probe file with data settles it.
+pub async fn probe_device(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    thread_local! {
+        static PROBED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let dev = std::fs::metadata(dir)
+        .map_err(|e| WalError::io(format!("stat {}", dir.display()), e))?
+        .dev();
+    if PROBED.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let path = dir.join(".direct-io-probe");
+    let what = || format!("probing direct I/O with {}", path.display());
+    std::fs::write(&path, [0u8; BLOCK as usize]).map_err(|e| WalError::io(what(), e))?;
+    let opened = DmaFile::open(&path).await;
+    let _ = std::fs::remove_file(&path);
+    opened
+        .map_err(|e| WalError::io(what(), e))?
+        .close()
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    PROBED.with(|p| p.borrow_mut().push(dev));
+    Ok(())
+}
+
+/// Makes directory entries (created, truncated or removed files) durable.
+pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let what = || format!("syncing directory {}", dir.display());
+    let d = Directory::open(dir)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    d.sync().await.map_err(|e| WalError::io(what(), e))?;
+    d.close().await.map_err(|e| WalError::io(what(), e))?;
+    Ok(())
+}
+
+/// Opens an existing segment for reading and writing.
+pub async fn open_segment(path: &Path) -> Result<Rc<DmaFile>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| WalError::io(format!("opening {}", path.display()), e))?;
+    check_alignment(&file, path)?;
+    Ok(Rc::new(file))
+}
+
+/// Opens an existing segment read-only.
+pub async fn open_segment_read(path: &Path) -> Result<Rc<DmaFile>> {
+    let file = DmaFile::open(path)
+        .await
+        .map_err(|e| WalError::io(format!("opening {}", path.display()), e))?;
+    check_alignment(&file, path)?;
+    Ok(Rc::new(file))
+}
+
+fn check_alignment(file: &DmaFile, path: &Path) -> Result<()> {
+    if BLOCK % file.alignment() != 0 {
+        return Err(WalError::Invalid(format!(
+            "{} needs {}-byte direct I/O alignment; the WAL writes {}-byte blocks",
+            path.display(),
+            file.alignment(),
+            BLOCK
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the segment starting at `base` in `dir`: writes its header,
+/// syncs the file and the directory. Only then may frames be written to it.
+pub async fn create_segment(dir: &Path, base: u64) -> Result<Rc<DmaFile>> {
+    let path = dir.join(segment_file_name(base));
+    let what = || format!("creating segment {}", path.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    check_alignment(&file, &path)?;
+    let mut block = file.alloc_dma_buffer(SEGMENT_HEADER_LEN as usize);
+    encode_segment_header(base, block.as_bytes_mut());
+    let written = file
+        .write_at(block, 0)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    if written as u64 != SEGMENT_HEADER_LEN {
+        return Err(WalError::Failed(format!(
+            "short write of the header of {}",
+            path.display()
+        )));
+    }
+    file.fdatasync()
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    sync_dir(dir).await?;
+    Ok(Rc::new(file))
+}

@@ -1,0 +1,614 @@
+//! The WAL of one shard and its group commit.
+//!
+//! Appends are encoded straight into an aligned buffer (a chunk). A flush
+//! takes every sealed chunk, pads the last one to the next [`BLOCK`] with a
+//! padding frame, writes them with direct I/O and issues one `fdatasync`.
+//! Appends that arrive while a flush is in flight go into new chunks and ride
+//! the next flush. Up to `max_flushes_in_flight` flushes run at once, since
+//! the disk completes several syncs in parallel about as fast as one.
+//!
+//! Acknowledgement is prefix-ordered: the durable position only moves over
+//! flushes that completed *and* whose predecessors all completed, so a later
+//! flush finishing first never acknowledges data behind a hole.
+//!
+//! A segment is rolled only when every flush to it is durable, so a torn
+//! tail can only ever be in the last segment (recovery relies on this).
+//!
+//! A failed write or sync poisons the log: the kernel may have dropped the
+//! dirty pages, so retrying the sync could report success for lost data.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use glommio::io::{DmaBuffer, DmaFile};
+
+use crate::error::{Result, WalError};
+use crate::format::{
+    align_up, encode_frame, encode_padding, frame_disk_len, segment_file_name, BLOCK,
+    FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
+use crate::segment::{create_segment, open_segment, open_segment_read, sync_dir};
+
+/// Settings of a WAL. Defaults suit a broker shard.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// A segment is rolled once the next frame would take it past this size.
+    pub segment_size: u64,
+    /// Largest payload accepted by append.
+    pub max_frame_len: usize,
+    /// Flushes (write + fdatasync) allowed in flight at once.
+    pub max_flushes_in_flight: usize,
+    /// Capacity of one aligned append buffer; a larger frame gets its own.
+    pub write_buffer_size: usize,
+    /// What recovery does with corruption outside the last segment's tail.
+    pub recovery_mode: RecoveryMode,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: 256 << 20,
+            max_frame_len: 128 << 20,
+            max_flushes_in_flight: 4,
+            write_buffer_size: 4 << 20,
+            recovery_mode: RecoveryMode::Strict,
+        }
+    }
+}
+
+/// Counters of the log, for tests, metrics and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Frames appended (padding not counted).
+    pub frames: u64,
+    /// Payload bytes appended.
+    pub payload_bytes: u64,
+    /// Flushes completed.
+    pub flushes: u64,
+    /// `fdatasync` calls completed for flushes.
+    pub syncs: u64,
+    /// Direct-I/O writes completed for flushes.
+    pub writes: u64,
+    /// Bytes written by flushes (frames, alignment and padding).
+    pub bytes_written: u64,
+    /// Bytes of padding frames written to reach block boundaries.
+    pub padding_bytes: u64,
+    /// Segments created since open.
+    pub segments_created: u64,
+    /// Every byte below this position is durable.
+    pub durable_position: u64,
+    /// Position the next frame will get (after alignment).
+    pub end_position: u64,
+}
+
+/// The write-ahead log of one shard. Cheap to clone (a shared handle); used
+/// only from the glommio executor that opened it.
+#[derive(Clone)]
+pub struct Wal {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: WalOptions,
+    st: RefCell<State>,
+}
+
+/// An aligned buffer of frames bound for one place in one segment.
+struct Chunk {
+    segment: u64,
+    offset: u64,
+    buf: DmaBuffer,
+    len: usize,
+}
+
+struct Flush {
+    end: u64,
+    done: bool,
+}
+
+struct State {
+    /// Position of the next frame.
+    next_pos: u64,
+    /// Segment that appends go to (may not be created yet).
+    append_segment: u64,
+    active: Option<Chunk>,
+    sealed: VecDeque<Chunk>,
+    /// Segment the flushes write to, and its file.
+    open_segment: u64,
+    open_file: Rc<DmaFile>,
+    /// Every segment by base, with a cached file handle once opened.
+    segments: BTreeMap<u64, Option<Rc<DmaFile>>>,
+    /// Flushes issued and not yet retired, in position order.
+    flushes: VecDeque<Flush>,
+    /// Flushes running, plus a segment being created.
+    in_flight: usize,
+    flush_scheduled: bool,
+    durable: u64,
+    /// Tasks waiting for a position to become durable: (end, ticket) -> waker.
+    waiters: BTreeMap<(u64, u64), Waker>,
+    next_ticket: u64,
+    failed: Option<String>,
+    stats: WalStats,
+}
+
+/// A frame handed to the log: where it went, and a future that resolves
+/// once it (and everything before it) is durable.
+pub struct Appended {
+    /// WAL position of the frame.
+    pub position: u64,
+    /// Bytes the frame occupies on disk.
+    pub disk_len: u64,
+    /// Resolves when the frame is durable, or fails if the log failed.
+    pub durable: Durable,
+}
+
+/// Future resolving when every byte below a position is durable.
+pub struct Durable {
+    inner: Rc<Inner>,
+    end: u64,
+    ticket: Option<u64>,
+}
+
+impl Future for Durable {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let end = self.end;
+        let inner = self.inner.clone();
+        let mut st = inner.st.borrow_mut();
+        if st.durable >= end {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(why) = &st.failed {
+            return Poll::Ready(Err(WalError::Failed(why.clone())));
+        }
+        let ticket = match self.ticket {
+            Some(t) => t,
+            None => {
+                let t = st.next_ticket;
+                st.next_ticket += 1;
+                self.ticket = Some(t);
+                t
+            }
+        };
+        st.waiters.insert((end, ticket), cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket {
+            if let Ok(mut st) = self.inner.st.try_borrow_mut() {
+                st.waiters.remove(&(self.end, t));
+            }
+        }
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`: recovers every frame through
+    /// `visitor`, cuts a torn tail, and leaves the log ready for appends.
+    pub async fn open<F>(dir: &Path, opts: WalOptions, visitor: F) -> Result<(Wal, RecoveryReport)>
+    where
+        F: FnMut(RecoveredFrame<'_>),
+    {
+        if opts.segment_size < SEGMENT_HEADER_LEN + BLOCK
+            || opts.max_frame_len as u64 > u64::from(u32::MAX)
+            || opts.max_flushes_in_flight == 0
+            || opts.write_buffer_size == 0
+        {
+            return Err(WalError::Invalid(format!("unusable WAL options {opts:?}")));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| WalError::io(format!("creating {}", dir.display()), e))?;
+        let report = scan(dir, opts.recovery_mode, visitor).await?;
+        let mut segments: BTreeMap<u64, Option<Rc<DmaFile>>> =
+            report.segments.iter().map(|s| (s.base, None)).collect();
+
+        let (open_base, file, next_pos) = match report.segments.last() {
+            None => {
+                let file = create_segment(dir, 0).await?;
+                (0, file, SEGMENT_HEADER_LEN)
+            }
+            Some(last) if !last.header_valid => {
+                // Died while creating this segment: nothing in it was acknowledged.
+                let file = create_segment(dir, last.base).await?;
+                (last.base, file, last.base + SEGMENT_HEADER_LEN)
+            }
+            Some(last) => {
+                let file = open_segment(&last.path).await?;
+                if last.file_len > last.valid_end {
+                    // Old bytes past the valid end must go before anything new is
+                    // written, or a later recovery could read them as frames.
+                    file.truncate(last.valid_end).await.map_err(|e| {
+                        WalError::io(format!("truncating {}", last.path.display()), e)
+                    })?;
+                }
+                // What recovery read may still sit in the device cache.
+                file.fdatasync()
+                    .await
+                    .map_err(|e| WalError::io(format!("syncing {}", last.path.display()), e))?;
+                if last.valid_end % BLOCK == 0 {
+                    (last.base, file, last.base + last.valid_end)
+                } else {
+                    // The valid data ends inside a block: continuing would rewrite it.
+                    let base = last.base + align_up(last.valid_end, BLOCK);
+                    segments.insert(last.base, Some(file));
+                    let file = create_segment(dir, base).await?;
+                    (base, file, base + SEGMENT_HEADER_LEN)
+                }
+            }
+        };
+        segments.insert(open_base, Some(file.clone()));
+        let st = State {
+            next_pos,
+            append_segment: open_base,
+            active: None,
+            sealed: VecDeque::new(),
+            open_segment: open_base,
+            open_file: file,
+            segments,
+            flushes: VecDeque::new(),
+            in_flight: 0,
+            flush_scheduled: false,
+            durable: next_pos,
+            waiters: BTreeMap::new(),
+            next_ticket: 0,
+            failed: None,
+            stats: WalStats {
+                durable_position: next_pos,
+                end_position: next_pos,
+                ..WalStats::default()
+            },
+        };
+        let wal = Wal {
+            inner: Rc::new(Inner {
+                dir: dir.to_path_buf(),
+                opts,
+                st: RefCell::new(st),
+            }),
+        };
+        Ok((wal, report))
+    }
+
+    /// Appends a frame whose payload is the concatenation of `parts` and
+    /// returns at once; await [`Appended::durable`] before acknowledging it.
+    /// Positions follow the order of calls.
+    pub fn submit(&self, frame_type: u8, parts: &[&[u8]]) -> Result<Appended> {
+        if frame_type < FIRST_USER_FRAME_TYPE {
+            return Err(WalError::Invalid(format!(
+                "frame type {frame_type} is reserved by the WAL"
+            )));
+        }
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        if payload_len > self.inner.opts.max_frame_len {
+            return Err(WalError::Invalid(format!(
+                "frame of {payload_len} bytes exceeds the maximum of {}",
+                self.inner.opts.max_frame_len
+            )));
+        }
+        let disk_len = frame_disk_len(payload_len);
+        let position = {
+            let mut st = self.inner.st.borrow_mut();
+            if let Some(why) = &st.failed {
+                return Err(WalError::Failed(why.clone()));
+            }
+            let in_segment = st.next_pos - st.append_segment;
+            if in_segment > SEGMENT_HEADER_LEN
+                && in_segment + disk_len > self.inner.opts.segment_size
+            {
+                st.seal_active();
+                let base = st.next_pos;
+                st.append_segment = base;
+                st.next_pos = base + SEGMENT_HEADER_LEN;
+            }
+            if st
+                .active
+                .as_ref()
+                .is_some_and(|c| (c.len as u64 + disk_len) as usize > c.buf.len())
+            {
+                st.seal_active();
+            }
+            if st.active.is_none() {
+                let capacity =
+                    (self.inner.opts.write_buffer_size as u64).max(align_up(disk_len, BLOCK));
+                let capacity = align_up(capacity, BLOCK) as usize;
+                st.active = Some(Chunk {
+                    segment: st.append_segment,
+                    offset: st.next_pos - st.append_segment,
+                    buf: glommio::allocate_dma_buffer(capacity),
+                    len: 0,
+                });
+            }
+            let position = st.next_pos;
+            let chunk = st
+                .active
+                .as_mut()
+                .expect("an active chunk was just ensured");
+            let at = chunk.len;
+            encode_frame(
+                &mut chunk.buf.as_bytes_mut()[at..at + disk_len as usize],
+                position,
+                frame_type,
+                parts,
+            );
+            chunk.len += disk_len as usize;
+            st.next_pos += disk_len;
+            st.stats.frames += 1;
+            st.stats.payload_bytes += payload_len as u64;
+            position
+        };
+        schedule_flush(&self.inner);
+        Ok(Appended {
+            position,
+            disk_len,
+            durable: Durable {
+                inner: self.inner.clone(),
+                end: position + (FRAME_HEADER_LEN + payload_len) as u64,
+                ticket: None,
+            },
+        })
+    }
+
+    /// Appends a frame and waits until it is durable; returns its position.
+    pub async fn append(&self, frame_type: u8, payload: &[u8]) -> Result<u64> {
+        let appended = self.submit(frame_type, &[payload])?;
+        appended.durable.await?;
+        Ok(appended.position)
+    }
+
+    /// Waits until everything appended so far is durable.
+    pub async fn sync(&self) -> Result<()> {
+        let end = self.inner.st.borrow().next_pos;
+        Durable {
+            inner: self.inner.clone(),
+            end,
+            ticket: None,
+        }
+        .await
+    }
+
+    /// Counters of the log.
+    pub fn stats(&self) -> WalStats {
+        let st = self.inner.st.borrow();
+        WalStats {
+            durable_position: st.durable,
+            end_position: st.next_pos,
+            ..st.stats
+        }
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Every byte below this position is durable (and readable).
+    pub fn durable_position(&self) -> u64 {
+        self.inner.st.borrow().durable
+    }
+
+    /// Removes every whole segment that lies entirely below `position`
+    /// (retention). The segment being written is never removed. Returns the
+    /// number of segments removed.
+    pub async fn delete_segments_below(&self, position: u64) -> Result<usize> {
+        let doomed: Vec<u64> = {
+            let st = self.inner.st.borrow();
+            let bases: Vec<u64> = st.segments.keys().copied().collect();
+            bases
+                .windows(2)
+                .filter(|w| w[1] <= position && w[0] != st.open_segment)
+                .map(|w| w[0])
+                .collect()
+        };
+        for base in &doomed {
+            let path = self.inner.dir.join(segment_file_name(*base));
+            std::fs::remove_file(&path)
+                .map_err(|e| WalError::io(format!("removing {}", path.display()), e))?;
+            self.inner.st.borrow_mut().segments.remove(base);
+            tracing::info!(segment = %path.display(), "removed segment below retention position");
+        }
+        if !doomed.is_empty() {
+            sync_dir(&self.inner.dir).await?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// The file holding `position` and the segment's base.
+    pub(crate) async fn segment_for(&self, position: u64) -> Result<(u64, Rc<DmaFile>)> {
+        let (base, cached) = {
+            let st = self.inner.st.borrow();
+            if position >= st.durable {
+                return Err(WalError::Invalid(format!(
+                    "position {position} is not durable yet (durable up to {})",
+                    st.durable
+                )));
+            }
+            match st.segments.range(..=position).next_back() {
+                Some((base, file)) => (*base, file.clone()),
+                None => {
+                    return Err(WalError::Invalid(format!(
+                        "position {position} is below the first segment"
+                    )))
+                }
+            }
+        };
+        if let Some(file) = cached {
+            return Ok((base, file));
+        }
+        let file = open_segment_read(&self.inner.dir.join(segment_file_name(base))).await?;
+        if let Some(slot) = self.inner.st.borrow_mut().segments.get_mut(&base) {
+            *slot = Some(file.clone());
+        }
+        Ok((base, file))
+    }
+}
+
+impl State {
+    /// Closes the active chunk: pads it to a block boundary so the next flush
+    /// starts on a fresh block and never rewrites this one.
+    fn seal_active(&mut self) {
+        let Some(mut chunk) = self.active.take() else {
+            return;
+        };
+        let aligned = align_up(chunk.len as u64, BLOCK) as usize;
+        if aligned > chunk.len {
+            let position = chunk.segment + chunk.offset + chunk.len as u64;
+            encode_padding(&mut chunk.buf.as_bytes_mut()[chunk.len..aligned], position);
+            self.stats.padding_bytes += (aligned - chunk.len) as u64;
+            chunk.len = aligned;
+        }
+        self.next_pos = chunk.segment + chunk.offset + aligned as u64;
+        self.sealed.push_back(chunk);
+    }
+
+    fn fail(&mut self, why: String) {
+        tracing::error!(error = %why, "WAL failed; no further writes are accepted");
+        self.failed.get_or_insert(why);
+        for (_, waker) in std::mem::take(&mut self.waiters) {
+            waker.wake();
+        }
+    }
+
+    fn wake_durable(&mut self) {
+        while let Some(entry) = self.waiters.first_entry() {
+            if entry.key().0 > self.durable {
+                break;
+            }
+            entry.remove().wake();
+        }
+    }
+}
+
+/// Starts a flush task unless one is scheduled, nothing waits, or the
+/// in-flight limit is reached (a completing flush calls this again).
+fn schedule_flush(inner: &Rc<Inner>) {
+    let mut st = inner.st.borrow_mut();
+    if st.flush_scheduled
+        || st.failed.is_some()
+        || (st.active.is_none() && st.sealed.is_empty())
+        || st.in_flight >= inner.opts.max_flushes_in_flight
+    {
+        return;
+    }
+    st.flush_scheduled = true;
+    drop(st);
+    // Runs after the tasks already queued, so their appends join this flush.
+    glommio::spawn_local(flush(inner.clone())).detach();
+}
+
+async fn flush(inner: Rc<Inner>) {
+    let (file, chunks, end) = {
+        let mut st = inner.st.borrow_mut();
+        st.flush_scheduled = false;
+        if st.failed.is_some() || st.in_flight >= inner.opts.max_flushes_in_flight {
+            return;
+        }
+        st.seal_active();
+        let Some(head) = st.sealed.front().map(|c| c.segment) else {
+            return;
+        };
+        if head != st.open_segment {
+            // Roll: only once every byte of the old segment is durable.
+            if st.in_flight > 0 {
+                return;
+            }
+            st.in_flight += 1;
+            drop(st);
+            let created = create_segment(&inner.dir, head).await;
+            let mut st = inner.st.borrow_mut();
+            st.in_flight -= 1;
+            match created {
+                Ok(file) => {
+                    st.open_segment = head;
+                    st.open_file = file.clone();
+                    st.segments.insert(head, Some(file));
+                    st.stats.segments_created += 1;
+                    tracing::debug!(base = head, "rolled to a new segment");
+                }
+                Err(e) => st.fail(e.to_string()),
+            }
+            drop(st);
+            schedule_flush(&inner);
+            return;
+        }
+        let mut chunks = Vec::new();
+        while st.sealed.front().is_some_and(|c| c.segment == head) {
+            chunks.extend(st.sealed.pop_front());
+        }
+        let last = chunks.last().expect("the head chunk was just taken");
+        let end = last.segment + last.offset + last.len as u64;
+        st.flushes.push_back(Flush { end, done: false });
+        st.in_flight += 1;
+        (st.open_file.clone(), chunks, end)
+    };
+    // Another flush may start while this one runs.
+    schedule_flush(&inner);
+
+    let bytes: u64 = chunks.iter().map(|c| c.len as u64).sum();
+    let writes = chunks.len() as u64;
+    let result = write_and_sync(&file, chunks).await;
+
+    let mut st = inner.st.borrow_mut();
+    st.in_flight -= 1;
+    match result {
+        Ok(()) => {
+            st.stats.flushes += 1;
+            st.stats.syncs += 1;
+            st.stats.writes += writes;
+            st.stats.bytes_written += bytes;
+            if let Some(f) = st.flushes.iter_mut().find(|f| f.end == end) {
+                f.done = true;
+            }
+            while st.flushes.front().is_some_and(|f| f.done) {
+                let f = st.flushes.pop_front().expect("front exists");
+                st.durable = f.end;
+            }
+            st.wake_durable();
+        }
+        Err(e) => st.fail(e.to_string()),
+    }
+    drop(st);
+    schedule_flush(&inner);
+}
+
+/// Writes the chunks (concurrently) and then syncs the file once.
+async fn write_and_sync(file: &Rc<DmaFile>, chunks: Vec<Chunk>) -> Result<()> {
+    let mut tasks = Vec::with_capacity(chunks.len());
+    for mut chunk in chunks {
+        let file = file.clone();
+        tasks.push(glommio::spawn_local(async move {
+            chunk.buf.trim_to_size(chunk.len);
+            let written = file.write_at(chunk.buf, chunk.offset).await;
+            (chunk.offset, chunk.len, written)
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        let (offset, len, written) = task.await;
+        let problem = match written {
+            Ok(n) if n == len => None,
+            Ok(n) => Some(format!(
+                "short write at offset {offset}: {n} of {len} bytes"
+            )),
+            Err(e) => Some(format!("write at offset {offset}: {e}")),
+        };
+        if first_error.is_none() {
+            first_error = problem;
+        }
+    }
+    if let Some(why) = first_error {
+        return Err(WalError::Failed(why));
+    }
+    file.fdatasync()
+        .await
+        .map_err(|e| WalError::Failed(format!("fdatasync: {e}")))
+}
