@@ -41,6 +41,9 @@ pub const FIRST_USER_FRAME_TYPE: u8 = 2;
 /// Extension of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
+// A flush pads to a block boundary with one padding frame.
+const _: () = assert!(BLOCK.is_multiple_of(FRAME_ALIGN) && FRAME_HEADER_LEN as u64 <= FRAME_ALIGN);
+
 /// Rounds `v` up to a multiple of `align` (a power of two).
 pub const fn align_up(v: u64, align: u64) -> u64 {
     (v + align - 1) & !(align - 1)
@@ -142,7 +145,7 @@ pub fn encode_frame(out: &mut [u8], position: u64, frame_type: u8, parts: &[&[u8
 /// Encodes a padding frame filling all of `out` (a multiple of
 /// [`FRAME_ALIGN`], at least one frame header long).
 pub fn encode_padding(out: &mut [u8], position: u64) {
-    debug_assert!(out.len() >= FRAME_HEADER_LEN && out.len() as u64 % FRAME_ALIGN == 0);
+    debug_assert!(out.len() >= FRAME_HEADER_LEN && (out.len() as u64).is_multiple_of(FRAME_ALIGN));
     out.fill(0);
     let payload_len = out.len() - FRAME_HEADER_LEN;
     out[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());

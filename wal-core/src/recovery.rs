@@ -17,7 +17,7 @@ use glommio::task::JoinHandle;
 
 use crate::error::{Result, WalError};
 use crate::format::{
-    decode_segment_header, FrameHeader, BLOCK, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING,
+    decode_segment_header, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING,
     SEGMENT_HEADER_LEN,
 };
 use crate::segment::{list_segments, open_segment_read, probe_device, SegmentFile};
@@ -444,6 +444,5 @@ async fn check_frame(
     if let Err(reason) = header.verify(position, bytes.bytes(&span, frame_len)) {
         return Ok(Err(reason));
     }
-    debug_assert!(BLOCK % FRAME_ALIGN == 0);
     Ok(Ok((header, span)))
 }

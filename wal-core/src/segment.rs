@@ -115,7 +115,7 @@ pub async fn open_segment_read(path: &Path) -> Result<Rc<DmaFile>> {
 }
 
 fn check_alignment(file: &DmaFile, path: &Path) -> Result<()> {
-    if BLOCK % file.alignment() != 0 {
+    if !BLOCK.is_multiple_of(file.alignment()) {
         return Err(WalError::Invalid(format!(
             "{} needs {}-byte direct I/O alignment; the WAL writes {}-byte blocks",
             path.display(),

@@ -79,6 +79,8 @@ pub struct WalStats {
     pub bytes_written: u64,
     /// Bytes of padding frames written to reach block boundaries.
     pub padding_bytes: u64,
+    /// Most flushes seen in flight at once.
+    pub peak_flushes_in_flight: u64,
     /// Segments created since open.
     pub segments_created: u64,
     /// Every byte below this position is durable.
@@ -501,82 +503,120 @@ fn schedule_flush(inner: &Rc<Inner>) {
     }
     st.flush_scheduled = true;
     drop(st);
-    // Runs after the tasks already queued, so their appends join this flush.
     glommio::spawn_local(flush(inner.clone())).detach();
 }
 
-async fn flush(inner: Rc<Inner>) {
-    let (file, chunks, end) = {
-        let mut st = inner.st.borrow_mut();
-        st.flush_scheduled = false;
-        if st.failed.is_some() || st.in_flight >= inner.opts.max_flushes_in_flight {
-            return;
+/// What a flush task does next.
+enum Plan {
+    Nothing,
+    /// Create the segment at this base; all flushes to the old one are durable.
+    Roll(u64),
+    /// Write these chunks to the open segment and sync; durable up to `end`.
+    Write {
+        file: Rc<DmaFile>,
+        chunks: Vec<Chunk>,
+        end: u64,
+    },
+}
+
+impl State {
+    fn plan_flush(&mut self, max_in_flight: usize) -> Plan {
+        self.flush_scheduled = false;
+        if self.failed.is_some() || self.in_flight >= max_in_flight {
+            return Plan::Nothing;
         }
-        st.seal_active();
-        let Some(head) = st.sealed.front().map(|c| c.segment) else {
-            return;
+        self.seal_active();
+        let Some(head) = self.sealed.front().map(|c| c.segment) else {
+            return Plan::Nothing;
         };
-        if head != st.open_segment {
-            // Roll: only once every byte of the old segment is durable.
-            if st.in_flight > 0 {
-                return;
+        if head != self.open_segment {
+            // Roll only once every byte of the old segment is durable; the
+            // last flush to complete schedules this again.
+            if self.in_flight > 0 {
+                return Plan::Nothing;
             }
-            st.in_flight += 1;
-            drop(st);
-            let created = create_segment(&inner.dir, head).await;
-            let mut st = inner.st.borrow_mut();
-            st.in_flight -= 1;
-            match created {
-                Ok(file) => {
-                    st.open_segment = head;
-                    st.open_file = file.clone();
-                    st.segments.insert(head, Some(file));
-                    st.stats.segments_created += 1;
-                    tracing::debug!(base = head, "rolled to a new segment");
-                }
-                Err(e) => st.fail(e.to_string()),
-            }
-            drop(st);
-            schedule_flush(&inner);
-            return;
+            self.in_flight += 1;
+            return Plan::Roll(head);
         }
         let mut chunks = Vec::new();
-        while st.sealed.front().is_some_and(|c| c.segment == head) {
-            chunks.extend(st.sealed.pop_front());
+        while self.sealed.front().is_some_and(|c| c.segment == head) {
+            chunks.extend(self.sealed.pop_front());
         }
-        let last = chunks.last().expect("the head chunk was just taken");
-        let end = last.segment + last.offset + last.len as u64;
-        st.flushes.push_back(Flush { end, done: false });
-        st.in_flight += 1;
-        (st.open_file.clone(), chunks, end)
-    };
-    // Another flush may start while this one runs.
-    schedule_flush(&inner);
-
-    let bytes: u64 = chunks.iter().map(|c| c.len as u64).sum();
-    let writes = chunks.len() as u64;
-    let result = write_and_sync(&file, chunks).await;
-
-    let mut st = inner.st.borrow_mut();
-    st.in_flight -= 1;
-    match result {
-        Ok(()) => {
-            st.stats.flushes += 1;
-            st.stats.syncs += 1;
-            st.stats.writes += writes;
-            st.stats.bytes_written += bytes;
-            if let Some(f) = st.flushes.iter_mut().find(|f| f.end == end) {
-                f.done = true;
-            }
-            while st.flushes.front().is_some_and(|f| f.done) {
-                let f = st.flushes.pop_front().expect("front exists");
-                st.durable = f.end;
-            }
-            st.wake_durable();
+        let end = chunks
+            .last()
+            .map_or(0, |c| c.segment + c.offset + c.len as u64);
+        self.flushes.push_back(Flush { end, done: false });
+        self.in_flight += 1;
+        self.stats.peak_flushes_in_flight =
+            self.stats.peak_flushes_in_flight.max(self.in_flight as u64);
+        Plan::Write {
+            file: self.open_file.clone(),
+            chunks,
+            end,
         }
-        Err(e) => st.fail(e.to_string()),
     }
-    drop(st);
+
+    fn flush_done(&mut self, end: u64, writes: u64, bytes: u64, result: Result<()>) {
+        self.in_flight -= 1;
+        if let Err(e) = result {
+            self.fail(e.to_string());
+            return;
+        }
+        self.stats.flushes += 1;
+        self.stats.syncs += 1;
+        self.stats.writes += writes;
+        self.stats.bytes_written += bytes;
+        if let Some(f) = self.flushes.iter_mut().find(|f| f.end == end) {
+            f.done = true;
+        }
+        while let Some(f) = self.flushes.front() {
+            if !f.done {
+                break;
+            }
+            self.durable = f.end;
+            self.flushes.pop_front();
+        }
+        self.wake_durable();
+    }
+
+    fn rolled(&mut self, base: u64, created: Result<Rc<DmaFile>>) {
+        self.in_flight -= 1;
+        match created {
+            Ok(file) => {
+                self.open_segment = base;
+                self.open_file = file.clone();
+                self.segments.insert(base, Some(file));
+                self.stats.segments_created += 1;
+                tracing::debug!(base, "rolled to a new segment");
+            }
+            Err(e) => self.fail(e.to_string()),
+        }
+    }
+}
+
+async fn flush(inner: Rc<Inner>) {
+    // glommio may start a spawned task straight away; yield once so the
+    // tasks already runnable append first and their frames join this flush.
+    futures_lite::future::yield_now().await;
+    let plan = inner
+        .st
+        .borrow_mut()
+        .plan_flush(inner.opts.max_flushes_in_flight);
+    match plan {
+        Plan::Nothing => return,
+        Plan::Roll(base) => {
+            let created = create_segment(&inner.dir, base).await;
+            inner.st.borrow_mut().rolled(base, created);
+        }
+        Plan::Write { file, chunks, end } => {
+            // Another flush may start while this one runs.
+            schedule_flush(&inner);
+            let bytes: u64 = chunks.iter().map(|c| c.len as u64).sum();
+            let writes = chunks.len() as u64;
+            let result = write_and_sync(&file, chunks).await;
+            inner.st.borrow_mut().flush_done(end, writes, bytes, result);
+        }
+    }
     schedule_flush(&inner);
 }
 
