@@ -20,7 +20,7 @@ use crate::format::{
     decode_segment_header, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING,
     SEGMENT_HEADER_LEN,
 };
-use crate::segment::{list_segments, open_segment_read, probe_device, SegmentFile};
+use crate::segment::{absolute, list_segments, open_segment_read, probe_device, SegmentFile};
 
 /// How recovery treats an invalid frame outside the last segment's tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +128,7 @@ where
     F: FnMut(RecoveredFrame<'_>),
 {
     let started = Instant::now();
+    let dir = &absolute(dir)?;
     let segments = list_segments(dir)?;
     probe_device(dir).await?;
     let mut report = RecoveryReport::default();

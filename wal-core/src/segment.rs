@@ -20,6 +20,12 @@ pub struct SegmentFile {
     pub len: u64,
 }
 
+/// `dir` as an absolute path: glommio opens files and directories relative
+/// to no directory, so a relative path fails with EBADF.
+pub fn absolute(dir: &Path) -> Result<PathBuf> {
+    std::path::absolute(dir).map_err(|e| WalError::io(format!("resolving {}", dir.display()), e))
+}
+
 /// Lists the segment files of `dir` in position order. Other files are left
 /// alone (and not reported: operators may keep notes next to the log).
 pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
