@@ -1,1 +1,61 @@
-fn main() {}
+//! The `sluice` command: `sluice serve` runs the broker, `sluice wal inspect`
+//! reads WAL segments directly for an operator.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sluice::config::ServeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a Kafka-compatible, thread-per-core message broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Tools that read the write-ahead log directly.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Print each segment (frames, byte range, checksum verdict) and totals.
+    /// DIR is one shard's WAL directory or a whole data directory.
+    Inspect {
+        /// WAL directory (segments) or data directory (every shard's WAL).
+        dir: std::path::PathBuf,
+        /// List every frame too.
+        #[arg(long)]
+        frames: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    sluice::logging::init();
+    let result = match cli.command {
+        Command::Serve(args) => sluice::server::serve(args),
+        Command::Wal {
+            command: WalCommand::Inspect { dir, frames },
+        } => sluice::inspect::inspect(&dir, frames),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sluice: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! One client connection: read size-prefixed requests, handle them
+//! concurrently, and write the responses back strictly in request order.
+//!
+//! The reader spawns a task per request and queues its handle; the writer
+//! awaits the handles in queue order. A produce with acks=0 yields no
+//! response and so cannot shift the others. The queue is bounded, so a
+//! client pipelining without limit is slowed down, not buffered forever.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+use sluice_protocol::{frame, header, versions, ProtocolError, Request};
+
+use crate::handlers::Reply;
+use crate::shard::Shard;
+
+/// Requests of one connection being handled at once.
+const MAX_PIPELINED: usize = 1024;
+/// Bytes read from the socket at a time (more when a large frame is pending).
+const READ_CHUNK: usize = 64 * 1024;
+
+type Response = JoinHandle<Reply>;
+
+/// Serves one connection until the client closes it or sends garbage.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (queue, responses) = local_channel::new_bounded::<Response>(MAX_PIPELINED);
+    let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
+    let max_frame = shard.config.max_request_bytes;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    'conn: loop {
+        loop {
+            let frame = match frame::split(&mut buf, max_frame) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer, error = %e, "closing connection: bad frame");
+                    break 'conn;
+                }
+            };
+            let Some(response) = dispatch(&shard, &peer, frame) else {
+                break 'conn;
+            };
+            if queue.send(response).await.is_err() {
+                break 'conn;
+            }
+        }
+        // Read at least what the pending frame still needs, in one go.
+        let want = match frame::check(&buf, max_frame) {
+            Ok(None) if buf.len() >= frame::SIZE_PREFIX => {
+                let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize;
+                (size + frame::SIZE_PREFIX - buf.len()).max(READ_CHUNK)
+            }
+            _ => READ_CHUNK,
+        };
+        let filled = buf.len();
+        buf.resize(filled + want, 0);
+        match reader.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.truncate(filled + n),
+        }
+    }
+    drop(queue);
+    let _ = writer.await;
+}
+
+/// Starts handling one request frame; `None` closes the connection.
+fn dispatch(shard: &Rc<Shard>, peer: &str, frame: bytes::Bytes) -> Option<Response> {
+    let (header, body) = match header::parse(frame) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(peer, error = %e, "closing connection: bad request header");
+            return None;
+        }
+    };
+    match Request::decode(&header, body) {
+        Ok(request) => {
+            let shard = shard.clone();
+            shard.active_requests.set(shard.active_requests.get() + 1);
+            Some(
+                glommio::spawn_local(async move {
+                    let response = crate::handlers::handle(&shard, &header, request).await;
+                    shard.active_requests.set(shard.active_requests.get() - 1);
+                    shard.request_done.notify();
+                    response
+                })
+                .detach(),
+            )
+        }
+        Err(ProtocolError::UnsupportedVersion {
+            api_key,
+            api_version,
+        }) => {
+            tracing::debug!(peer, api_key, api_version, "unsupported API version");
+            let mut out = BytesMut::new();
+            if let Err(e) = versions::write_unsupported(&mut out, &header) {
+                tracing::warn!(peer, error = %e, "closing connection: cannot answer");
+                return None;
+            }
+            Some(glommio::spawn_local(async move { Reply::Frame(out) }).detach())
+        }
+        Err(e) => {
+            tracing::warn!(
+                peer,
+                api_key = header.api_key,
+                api_version = header.api_version,
+                correlation_id = header.correlation_id,
+                error = %e,
+                "closing connection: malformed request"
+            );
+            None
+        }
+    }
+}
+
+async fn write_responses(
+    responses: LocalReceiver<Response>,
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+) {
+    while let Some(response) = responses.recv().await {
+        match response.await {
+            Some(Reply::Frame(bytes)) => {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            Some(Reply::Nothing) => {}
+            Some(Reply::Close) | None => break,
+        }
+    }
+    let _ = writer.close().await;
+}

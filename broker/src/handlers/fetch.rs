@@ -1,0 +1,305 @@
+//! Fetch: read stored batches from the fetch buffer (recent data) or the
+//! WAL by direct I/O (older data), honouring partition and request byte
+//! limits (at least one whole batch), and long-polling for `min_bytes`
+//! until `max_wait_ms`, woken by new data on the owning shards.
+//!
+//! Sessionless full fetches only: the answer always carries session id 0.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sluice_protocol::kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, PartitionData,
+};
+use sluice_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_protocol::kafka_protocol::ResponseError;
+
+use crate::controller::Refusal;
+use crate::partition::PartitionKey;
+use crate::router::{scatter_slots, Slot};
+use crate::shard::{parse_batch_frame, Shard};
+
+/// One partition's read, sent to its owner.
+#[derive(Clone)]
+struct Read {
+    key: PartitionKey,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// What the owner read.
+#[derive(Debug, Clone)]
+struct Data {
+    error: Option<i16>,
+    high_watermark: i64,
+    log_start: i64,
+    records: Bytes,
+}
+
+impl Data {
+    fn error(code: i16) -> Data {
+        Data {
+            error: Some(code),
+            high_watermark: -1,
+            log_start: -1,
+            records: Bytes::new(),
+        }
+    }
+}
+
+/// Answers a Fetch request.
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+    let deadline =
+        Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
+    let by_id = version >= 13;
+    let metadata = shard.metadata();
+    let mut slots: Vec<Slot<Read, i16>> = Vec::new();
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let found = if by_id {
+            metadata.by_id(topic.topic_id.as_bytes()).cloned()
+        } else {
+            metadata.topics.get(topic.topic.0.as_str()).cloned()
+        };
+        for p in &topic.partitions {
+            let slot = match &found {
+                None if by_id => Err(ResponseError::UnknownTopicId.code()),
+                None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                Some(t) => match t
+                    .partitions
+                    .get(p.partition as usize)
+                    .filter(|_| p.partition >= 0)
+                {
+                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    Some(owner) => Ok((
+                        *owner,
+                        Read {
+                            key: (t.id, p.partition),
+                            offset: p.fetch_offset,
+                            max_bytes: p.partition_max_bytes.max(0) as usize,
+                        },
+                    )),
+                },
+            };
+            slots.push(Slot {
+                topic: ti,
+                partition: p.partition,
+                target: slot,
+            });
+        }
+    }
+    let gone = |_: &Read| Data::error(ResponseError::KafkaStorageError.code());
+    let read = || async {
+        scatter_slots(shard, &slots, read_on_owner, gone)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap_or_else(Data::error))
+            .collect::<Vec<Data>>()
+    };
+    let mut data = read().await;
+    let bytes: usize = data.iter().map(|d| d.records.len()).sum();
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let reads: Vec<(usize, Read)> = slots
+        .iter()
+        .filter_map(|s| s.target.as_ref().ok().cloned())
+        .collect();
+    if min_bytes > 0
+        && bytes < min_bytes
+        && data.iter().all(|d| d.error.is_none())
+        && Instant::now() < deadline
+        && !reads.is_empty()
+    {
+        wait_for_data(shard, &reads, deadline).await;
+        data = read().await;
+    }
+
+    // The request-wide byte limit: keep whole partitions while they fit,
+    // and always the first non-empty one.
+    let mut budget = request.max_bytes.max(0) as usize;
+    let mut first = true;
+    for d in &mut data {
+        if d.records.is_empty() {
+            continue;
+        }
+        if d.records.len() > budget && !first {
+            d.records = Bytes::new();
+            continue;
+        }
+        budget = budget.saturating_sub(d.records.len());
+        first = false;
+    }
+
+    let mut topics: Vec<FetchableTopicResponse> = request
+        .topics
+        .iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(if by_id {
+                    TopicName::default()
+                } else {
+                    t.topic.clone()
+                })
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    for (slot, d) in slots.iter().zip(data) {
+        topics[slot.topic].partitions.push(
+            PartitionData::default()
+                .with_partition_index(slot.partition)
+                .with_error_code(d.error.unwrap_or(0))
+                .with_high_watermark(d.high_watermark)
+                .with_last_stable_offset(d.high_watermark)
+                .with_log_start_offset(d.log_start)
+                .with_records(Some(d.records)),
+        );
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics)
+}
+
+/// On the owning shard: the stored batches from each read's offset.
+async fn read_on_owner(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<Data> {
+    let mut out = Vec::with_capacity(reads.len());
+    for read in reads {
+        out.push(
+            read_partition(&shard, &read)
+                .await
+                .unwrap_or_else(|(code, why)| {
+                    if code == ResponseError::KafkaStorageError.code() {
+                        tracing::error!(error = why, "fetch read failed");
+                    }
+                    Data::error(code)
+                }),
+        );
+    }
+    out
+}
+
+async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal> {
+    // Which batches, decided without awaiting.
+    let (batches, high_watermark, log_start) = {
+        let partitions = shard.partitions.borrow();
+        let p = partitions.get(&read.key).ok_or((
+            ResponseError::UnknownTopicOrPartition.code(),
+            "partition is not on this shard".to_string(),
+        ))?;
+        if read.offset < p.log_start || read.offset > p.high_watermark {
+            return Err((
+                ResponseError::OffsetOutOfRange.code(),
+                format!(
+                    "offset {} outside [{}, {}]",
+                    read.offset, p.log_start, p.high_watermark
+                ),
+            ));
+        }
+        let mut batches = Vec::new();
+        let mut total = 0usize;
+        for entry in &p.index[p.batch_at(read.offset)..] {
+            if entry.base_offset >= p.high_watermark
+                || (total > 0 && total + entry.size as usize > read.max_bytes)
+            {
+                break;
+            }
+            total += entry.size as usize;
+            batches.push(*entry);
+        }
+        (batches, p.high_watermark, p.log_start)
+    };
+    let mut records = BytesMut::new();
+    let mut single = None;
+    for entry in &batches {
+        let cached = shard
+            .fetch_buffer
+            .borrow()
+            .get(&read.key, entry.base_offset);
+        let bytes = match cached {
+            Some(b) => b,
+            None => read_from_wal(shard, &read.key, entry.position, entry.base_offset).await?,
+        };
+        if batches.len() == 1 {
+            single = Some(bytes);
+        } else {
+            records.extend_from_slice(&bytes);
+        }
+    }
+    Ok(Data {
+        error: None,
+        high_watermark,
+        log_start,
+        records: single.unwrap_or_else(|| records.freeze()),
+    })
+}
+
+async fn read_from_wal(
+    shard: &Shard,
+    key: &PartitionKey,
+    position: u64,
+    base_offset: i64,
+) -> Result<Bytes, Refusal> {
+    let storage = |why: String| (ResponseError::KafkaStorageError.code(), why);
+    let frame = shard
+        .wal
+        .read(position)
+        .await
+        .map_err(|e| storage(e.to_string()))?;
+    let (stored_key, batch) = parse_batch_frame(frame.payload())
+        .ok_or_else(|| storage(format!("WAL position {position} is not a batch")))?;
+    let stored_base = batch
+        .get(..8)
+        .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")));
+    if &stored_key != key || stored_base != Some(base_offset) {
+        return Err(storage(format!(
+            "WAL position {position} holds another batch than the index says (offset {base_offset})"
+        )));
+    }
+    Ok(Bytes::copy_from_slice(batch))
+}
+
+/// Waits until any read's partition has data past its offset on any owner,
+/// or the deadline passes.
+async fn wait_for_data(shard: &Rc<Shard>, reads: &[(usize, Read)], deadline: Instant) {
+    let mut owners: Vec<usize> = reads.iter().map(|(o, _)| *o).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let (tx, rx) = flume::bounded::<()>(owners.len());
+    for owner in owners {
+        let mine: Vec<(PartitionKey, i64)> = reads
+            .iter()
+            .filter(|(o, _)| *o == owner)
+            .map(|(_, r)| (r.key, r.offset))
+            .collect();
+        let (shard, tx) = (shard.clone(), tx.clone());
+        glommio::spawn_local(async move {
+            shard
+                .call(owner, move |s| wait_on_owner(s, mine, deadline))
+                .await;
+            let _ = tx.send(());
+        })
+        .detach();
+    }
+    let _ = rx.recv_async().await;
+}
+
+async fn wait_on_owner(shard: Rc<Shard>, reads: Vec<(PartitionKey, i64)>, deadline: Instant) {
+    loop {
+        let generation = shard.data_arrived.generation();
+        let ready = {
+            let partitions = shard.partitions.borrow();
+            reads.iter().any(|(key, offset)| {
+                partitions
+                    .get(key)
+                    .is_none_or(|p| p.high_watermark > *offset)
+            })
+        };
+        let now = Instant::now();
+        if ready || now >= deadline {
+            return;
+        }
+        futures_lite::future::or(
+            shard.data_arrived.changed(generation),
+            glommio::timer::sleep(deadline - now),
+        )
+        .await;
+    }
+}

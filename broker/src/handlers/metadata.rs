@@ -1,0 +1,102 @@
+//! Metadata: brokers, topics, partitions and their (only) leader. Missing
+//! topics are auto-created when allowed.
+
+use std::rc::Rc;
+
+use sluice_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use sluice_protocol::kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, TopicName,
+};
+use sluice_protocol::kafka_protocol::ResponseError;
+
+use crate::controller::ensure_topics;
+use crate::handlers::NODE_ID;
+use crate::metadata::{invalid_topic_name, str_bytes, Topic};
+use crate::shard::Shard;
+
+/// A topic asked for that is not there: error code, name and id as asked.
+type Unknown = (i16, Option<TopicName>, uuid::Uuid);
+
+/// Answers a Metadata request.
+pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let (host, port) = shard.config.advertised();
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(NODE_ID))
+            .with_host(str_bytes(&host))
+            .with_port(port)])
+        .with_cluster_id(Some(str_bytes(&shard.cluster_id)))
+        .with_controller_id(BrokerId(NODE_ID));
+
+    let metadata = shard.metadata();
+    let topics: Vec<Result<std::sync::Arc<Topic>, Unknown>> = match request.topics {
+        // v0 has no null: an empty list means all topics.
+        None => metadata.topics.values().cloned().map(Ok).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            metadata.topics.values().cloned().map(Ok).collect()
+        }
+        Some(list) => {
+            let auto_create = version < 4 || request.allow_auto_topic_creation;
+            let names: Vec<String> = list
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect();
+            let metadata = if auto_create {
+                ensure_topics(shard, names).await
+            } else {
+                metadata
+            };
+            list.into_iter()
+                .map(|t| match &t.name {
+                    Some(name) => {
+                        let n = name.0.to_string();
+                        metadata.topics.get(&n).cloned().ok_or_else(|| {
+                            let code = if invalid_topic_name(&n).is_some() {
+                                ResponseError::InvalidTopicException.code()
+                            } else {
+                                ResponseError::UnknownTopicOrPartition.code()
+                            };
+                            (code, t.name.clone(), t.topic_id)
+                        })
+                    }
+                    None => metadata.by_id(t.topic_id.as_bytes()).cloned().ok_or((
+                        ResponseError::UnknownTopicId.code(),
+                        None,
+                        t.topic_id,
+                    )),
+                })
+                .collect()
+        }
+    };
+    response.topics = topics
+        .into_iter()
+        .map(|t| match t {
+            Ok(topic) => describe(&topic),
+            Err((code, name, id)) => MetadataResponseTopic::default()
+                .with_error_code(code)
+                .with_name(name)
+                .with_topic_id(id),
+        })
+        .collect();
+    response
+}
+
+fn describe(topic: &Topic) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(topic.uuid())
+        .with_partitions(
+            (0..topic.partitions.len() as i32)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,290 @@
+//! Cluster metadata: topics, their ids, partitions and owning shards, and
+//! topic configs. Changed only by the controller (shard 0), persisted
+//! durably (write temp, fsync, rename, fsync dir), and published to every
+//! shard as an immutable snapshot, so readers never lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::kafka_protocol;
+
+pub use kafka_protocol::messages::TopicName;
+
+/// File holding the topics, in the data directory.
+pub const TOPICS_FILE: &str = "topics";
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (UUID bytes).
+    pub id: [u8; 16],
+    /// Owning shard of each partition, by partition index.
+    pub partitions: Vec<usize>,
+    /// Config overrides (`retention.ms=...`); defaults are not stored.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// The topic id as kafka-protocol's UUID type.
+    pub fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.id)
+    }
+
+    /// The value of a config: the override or Kafka's default.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.configs.get(key).map(String::as_str).or_else(|| {
+            TOPIC_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+        })
+    }
+
+    /// Whether the broker stamps batches with its own time.
+    pub fn log_append_time(&self) -> bool {
+        self.config("message.timestamp.type") == Some("LogAppendTime")
+    }
+}
+
+/// Topic configs Sluice knows, with Kafka's default values.
+pub const TOPIC_DEFAULTS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    ("compression.type", "producer"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("max.message.bytes", "1048588"),
+    ("message.timestamp.type", "CreateTime"),
+    ("min.insync.replicas", "1"),
+    ("retention.bytes", "-1"),
+    ("retention.ms", "604800000"),
+    ("segment.bytes", "1073741824"),
+    ("segment.ms", "604800000"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// An immutable snapshot of all topics.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    /// Topics by name.
+    pub topics: BTreeMap<String, Arc<Topic>>,
+}
+
+impl Metadata {
+    /// The topic with this id.
+    pub fn by_id(&self, id: &[u8; 16]) -> Option<&Arc<Topic>> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+}
+
+/// Why a topic name is not legal (Kafka's rules), or `None` if it is.
+pub fn invalid_topic_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Some(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > 249 {
+        return Some("topic name is longer than 249 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Some(format!(
+            "topic name '{name}' has characters other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    None
+}
+
+/// Why a config override is refused, or `None`.
+pub fn invalid_config(key: &str, value: &str) -> Option<String> {
+    if !TOPIC_DEFAULTS.iter().any(|(k, _)| *k == key) {
+        return Some(format!("unknown topic config '{key}'"));
+    }
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == '=')
+    {
+        return Some(format!("config value '{value}' for '{key}' is not allowed"));
+    }
+    if key == "message.timestamp.type" && value != "CreateTime" && value != "LogAppendTime" {
+        return Some("message.timestamp.type must be CreateTime or LogAppendTime".into());
+    }
+    None
+}
+
+/// A fresh random topic id.
+pub fn new_topic_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id));
+    if filled.is_err() {
+        // Fall back to time and address entropy; ids only need to be unique here.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        id = (t ^ (&id as *const _ as u128)).to_le_bytes();
+    }
+    id[6] = (id[6] & 0x0f) | 0x40; // version 4
+    id[8] = (id[8] & 0x3f) | 0x80; // RFC 4122 variant
+    id
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().fold(String::with_capacity(32), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// Reads the topics file of `data_dir` (empty metadata if there is none).
+pub fn load(data_dir: &Path, shards: usize) -> Result<Metadata, String> {
+    let path = data_dir.join(TOPICS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Metadata::default()),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let mut metadata = Metadata::default();
+    for (n, line) in text.lines().enumerate() {
+        let bad = |why: &str| format!("{} line {}: {why}", path.display(), n + 1);
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, id, partitions, configs] = fields[..] else {
+            return Err(bad("expected 4 tab-separated fields"));
+        };
+        let id = unhex(id).ok_or_else(|| bad("bad topic id"))?;
+        let partitions = partitions
+            .split(',')
+            .map(|s| s.parse::<usize>().ok().filter(|s| *s < shards))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("bad partition shard list"))?;
+        let configs = configs
+            .split(',')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect::<Option<BTreeMap<_, _>>>()
+            .ok_or_else(|| bad("bad config list"))?;
+        let topic = Topic {
+            name: name.to_string(),
+            id,
+            partitions,
+            configs,
+        };
+        metadata.topics.insert(topic.name.clone(), Arc::new(topic));
+    }
+    Ok(metadata)
+}
+
+/// Writes the topics file durably: temp file, fsync, rename, fsync dir.
+pub fn persist(data_dir: &Path, metadata: &Metadata) -> Result<(), String> {
+    let mut text = String::from("# name\tid\tshard of each partition\tconfig overrides\n");
+    for t in metadata.topics.values() {
+        let shards: Vec<String> = t.partitions.iter().map(|s| s.to_string()).collect();
+        let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            text,
+            "{}\t{}\t{}\t{}",
+            t.name,
+            hex(&t.id),
+            shards.join(","),
+            configs.join(",")
+        );
+    }
+    write_durably(&data_dir.join(TOPICS_FILE), text.as_bytes())
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content, never a mix.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(|e| fail("creating", e))?;
+    f.write_all(bytes).map_err(|e| fail("writing", e))?;
+    f.sync_all().map_err(|e| fail("syncing", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| fail("renaming", e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("syncing the directory of", e))
+}
+
+/// A `StrBytes` from a `&str` (kafka-protocol's string type).
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_round_trip_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-meta-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = Metadata::default();
+        for (name, parts) in [("a", vec![0, 1, 0]), ("b.c_d-e", vec![1])] {
+            let mut configs = BTreeMap::new();
+            configs.insert("retention.ms".to_string(), "1000".to_string());
+            let t = Topic {
+                name: name.into(),
+                id: new_topic_id(),
+                partitions: parts,
+                configs,
+            };
+            m.topics.insert(name.into(), Arc::new(t));
+        }
+        persist(&dir, &m).unwrap();
+        let back = load(&dir, 2).unwrap();
+        assert_eq!(back.topics, m.topics);
+        assert!(
+            load(&dir, 1).is_err(),
+            "a shard beyond the count is refused"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(invalid_topic_name("orders.v1_x-y").is_none());
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
+            assert!(invalid_topic_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_v4_and_hex_round_trips() {
+        let id = new_topic_id();
+        assert_eq!(id[6] >> 4, 4);
+        assert_eq!(unhex(&hex(&id)), Some(id));
+        assert_ne!(new_topic_id(), id);
+    }
+}

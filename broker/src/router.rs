@@ -1,0 +1,106 @@
+//! The router: split work by owning shard, run the parts concurrently (the
+//! local part in place, remote parts over the shards' channels) and merge
+//! the results back in request order.
+
+use std::rc::Rc;
+
+use crate::shard::Shard;
+
+/// Runs `work` on each owning shard with that shard's items, concurrently,
+/// and returns one result per item in the order of `items`. Items whose
+/// shard has stopped get `gone(item)`.
+pub async fn scatter<I, R, F, Fut>(
+    shard: &Rc<Shard>,
+    items: Vec<(usize, I)>,
+    work: F,
+    gone: fn(&I) -> R,
+) -> Vec<R>
+where
+    I: Send + Clone + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<Shard>, Vec<I>) -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = Vec<R>> + 'static,
+{
+    let count = items.len();
+    let mut groups: Vec<(usize, Vec<usize>, Vec<I>)> = Vec::new();
+    for (index, (owner, item)) in items.into_iter().enumerate() {
+        match groups.iter_mut().find(|g| g.0 == owner) {
+            Some(g) => {
+                g.1.push(index);
+                g.2.push(item);
+            }
+            None => groups.push((owner, vec![index], vec![item])),
+        }
+    }
+    let mut tasks = Vec::with_capacity(groups.len());
+    for (owner, indexes, group) in groups {
+        let (shard, work) = (shard.clone(), work.clone());
+        let fallback = group.clone();
+        tasks.push((
+            indexes,
+            fallback,
+            glommio::spawn_local(async move { shard.call(owner, move |s| work(s, group)).await })
+                .detach(),
+        ));
+    }
+    let mut slots: Vec<Option<R>> = (0..count).map(|_| None).collect();
+    for (indexes, fallback, task) in tasks {
+        let results = task.await.flatten();
+        match results {
+            Some(results) if results.len() == indexes.len() => {
+                for (i, r) in indexes.into_iter().zip(results) {
+                    slots[i] = Some(r);
+                }
+            }
+            _ => {
+                for (i, item) in indexes.into_iter().zip(&fallback) {
+                    slots[i] = Some(gone(item));
+                }
+            }
+        }
+    }
+    slots
+        .into_iter()
+        .map(|r| r.expect("every index belongs to exactly one group"))
+        .collect()
+}
+
+/// One partition of a request: its place in the request, and either its
+/// owning shard and work item, or the error it gets without reaching one.
+pub struct Slot<I, E> {
+    /// Index of the topic in the request.
+    pub topic: usize,
+    /// Partition index.
+    pub partition: i32,
+    /// Owner and item, or the error.
+    pub target: Result<(usize, I), E>,
+}
+
+/// [`scatter`] over the routable slots; one result per slot, in order,
+/// with the slot's own error where it had one.
+pub async fn scatter_slots<I, R, E, F, Fut>(
+    shard: &Rc<Shard>,
+    slots: &[Slot<I, E>],
+    work: F,
+    gone: fn(&I) -> R,
+) -> Vec<Result<R, E>>
+where
+    I: Send + Clone + 'static,
+    R: Send + 'static,
+    E: Clone,
+    F: Fn(Rc<Shard>, Vec<I>) -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = Vec<R>> + 'static,
+{
+    let items = slots
+        .iter()
+        .filter_map(|s| s.target.as_ref().ok().cloned())
+        .collect();
+    let mut results = scatter(shard, items, work, gone).await.into_iter();
+    slots
+        .iter()
+        .map(|s| match &s.target {
+            Ok(_) => Ok(results.next().expect("one result per routed slot")),
+            Err(e) => Err(e.clone()),
+        })
+        .collect()
+}

@@ -1,0 +1,334 @@
+//! Start-up and shutdown: the data directory's shard count, one pinned
+//! glommio executor per shard (WAL recovery, then listening with
+//! SO_REUSEPORT), the readiness line, and draining on SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use wal_core::{RecoveryMode, Wal, WalOptions};
+
+use crate::config::ServeArgs;
+use crate::metadata::{self, Metadata};
+use crate::shard::{Job, Replay, Shard};
+
+/// File in the data directory recording how it was created.
+pub const CLUSTER_FILE: &str = "cluster";
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub fn serve(args: ServeArgs) -> Result<(), String> {
+    check_memlock()?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("creating data directory {}: {e}", args.data_dir.display()))?;
+    let (shards, cluster_id) = cluster_identity(&args)?;
+    let metadata = Arc::new(metadata::load(&args.data_dir, shards)?);
+    let signals = block_shutdown_signals();
+    let args = Arc::new(args);
+    let cluster_id: Arc<str> = cluster_id.into();
+
+    let channels: Vec<(flume::Sender<Job>, flume::Receiver<Job>)> =
+        (0..shards).map(|_| flume::unbounded()).collect();
+    let senders: Vec<flume::Sender<Job>> = channels.iter().map(|(tx, _)| tx.clone()).collect();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let exited = Arc::new(AtomicUsize::new(0));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut handles = Vec::new();
+    for (id, (_, rx)) in channels.into_iter().enumerate() {
+        let (args, cluster_id, metadata) = (args.clone(), cluster_id.clone(), metadata.clone());
+        let (peers, ready, exited) = (senders.clone(), ready_tx.clone(), exited.clone());
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
+            .name(&format!("shard-{id}"))
+            .io_memory(args.io_memory_mib << 20);
+        let handle = builder
+            .spawn(move || async move {
+                let result =
+                    run_shard(id, args, cluster_id, metadata, rx, peers, ready.clone()).await;
+                if let Err(e) = result {
+                    let _ = ready.send(Err(format!("shard {id}: {e}")));
+                }
+                exited.fetch_add(1, Ordering::SeqCst);
+            })
+            .map_err(|e| format!("starting shard {id}: {e}{}", memlock_hint(&e.to_string())))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+
+    let mut ready = 0;
+    let mut failure = None;
+    while ready < shards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => ready += 1,
+            Ok(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => {
+                failure = Some("a shard stopped during start-up".into());
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        eprintln!(
+            "sluice ready: listening on {} with {shards} shard(s), data in {}",
+            args.listen,
+            args.data_dir.display()
+        );
+        tracing::info!(listen = %args.listen, shards, "ready");
+        // Until a signal arrives or a shard dies on its own.
+        loop {
+            if let Some(signal) = wait_signal(&signals, Duration::from_millis(200)) {
+                tracing::info!(
+                    signal,
+                    "shutting down: draining requests and syncing the WAL"
+                );
+                break;
+            }
+            if exited.load(Ordering::SeqCst) > 0 {
+                failure = ready_rx.try_recv().ok().and_then(Result::err);
+                failure.get_or_insert_with(|| "a shard stopped unexpectedly".into());
+                break;
+            }
+        }
+    }
+    for tx in &senders {
+        let _ = tx.send(Box::new(|shard: Rc<Shard>| {
+            Box::pin(async move { shard.shutdown.notify() })
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    match failure {
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    id: usize,
+    args: Arc<ServeArgs>,
+    cluster_id: Arc<str>,
+    metadata: Arc<Metadata>,
+    jobs: flume::Receiver<Job>,
+    peers: Vec<flume::Sender<Job>>,
+    ready: mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let wal_dir = args.data_dir.join(format!("shard-{id}")).join("wal");
+    let opts = WalOptions {
+        segment_size: args.wal_segment_mib.max(1) << 20,
+        max_flushes_in_flight: args.wal_flushes_in_flight.max(1),
+        max_frame_len: args.max_request_bytes + 64,
+        recovery_mode: if args.skip_corruption {
+            RecoveryMode::SkipCorruption
+        } else {
+            RecoveryMode::Strict
+        },
+        ..WalOptions::default()
+    };
+    let mut replay = Replay::default();
+    let (wal, report) = Wal::open(&wal_dir, opts, |frame| replay.frame(id, &metadata, frame))
+        .await
+        .map_err(|e| format!("recovering {}: {e}", wal_dir.display()))?;
+    tracing::info!(
+        shard = id,
+        frames = report.frames,
+        bytes = report.bytes_scanned,
+        segments = report.segments.len(),
+        skipped_corrupt_bytes = report.skipped_bytes(),
+        seconds = report.seconds,
+        "WAL recovered"
+    );
+    replay.log(id, &metadata);
+
+    let shard = Rc::new(Shard::new(
+        id,
+        args.clone(),
+        cluster_id,
+        wal,
+        metadata.clone(),
+        peers,
+    ));
+    {
+        let mut partitions = shard.partitions.borrow_mut();
+        for (key, mut p) in replay.partitions {
+            p.high_watermark = p.log_end;
+            partitions.insert(key, p);
+        }
+    }
+    shard.apply_metadata(metadata);
+
+    let runner = shard.clone();
+    glommio::spawn_local(async move {
+        while let Ok(job) = jobs.recv_async().await {
+            glommio::spawn_local(job(runner.clone())).detach();
+        }
+    })
+    .detach();
+
+    let listener = glommio::net::TcpListener::bind(args.listen)
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let _ = ready.send(Ok(()));
+
+    let stop = shard.shutdown.generation();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.shutdown.changed(stop).await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    drain(&shard).await;
+    Ok(())
+}
+
+/// Waits (up to 10 s) for requests in flight, then syncs the WAL.
+async fn drain(shard: &Rc<Shard>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while shard.active_requests.get() > 0 && std::time::Instant::now() < deadline {
+        let g = shard.request_done.generation();
+        futures_lite::future::or(
+            shard.request_done.changed(g),
+            glommio::timer::sleep(Duration::from_millis(50)),
+        )
+        .await;
+    }
+    if let Err(e) = shard.wal.sync().await {
+        tracing::error!(shard = shard.id, error = %e, "final WAL sync failed");
+    }
+    tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// The shard count and cluster id of the data directory, recording them
+/// when it is new. A different `--shards` than recorded is refused.
+fn cluster_identity(args: &ServeArgs) -> Result<(usize, String), String> {
+    let path = args.data_dir.join(CLUSTER_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::trim)
+                    .ok_or_else(|| format!("{} has no {name}", path.display()))
+            };
+            let shards: usize = field("shards")?
+                .parse()
+                .map_err(|_| format!("{}: bad shard count", path.display()))?;
+            let cluster_id = field("cluster_id")?.to_string();
+            if let Some(asked) = args.shards {
+                if asked != shards {
+                    return Err(format!(
+                        "data directory {} was created with {shards} shards; restart with --shards {shards} \
+                         (got --shards {asked}). Partitions cannot move between shards.",
+                        args.data_dir.display()
+                    ));
+                }
+            }
+            Ok((shards, cluster_id))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let shards = args
+                .shards
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if shards == 0 || shards > 1024 {
+                return Err(format!("--shards must be between 1 and 1024, got {shards}"));
+            }
+            let id = metadata::new_topic_id();
+            let cluster_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let text = format!("shards={shards}\ncluster_id=sluice-{}\n", &cluster_id[..16]);
+            metadata::write_durably(&path, text.as_bytes())?;
+            Ok((shards, format!("sluice-{}", &cluster_id[..16])))
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// glommio registers DMA memory with io_uring, which needs locked memory.
+/// Root is exempt; anyone else needs `ulimit -l` of at least 512 KiB.
+fn check_memlock() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Ok(());
+    }
+    const NEEDED: libc::rlim_t = 512 * 1024;
+    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < NEEDED {
+        return Err(format!(
+            "the locked-memory limit is {} KiB, and io_uring needs at least 512 KiB. {}",
+            limit.rlim_cur / 1024,
+            MEMLOCK_FIX
+        ));
+    }
+    Ok(())
+}
+
+const MEMLOCK_FIX: &str =
+    "Raise it with `ulimit -l unlimited` (or at least 512) in the shell that starts sluice, \
+     LimitMEMLOCK=infinity in its systemd unit, or `--ulimit memlock=-1` for a container.";
+
+fn memlock_hint(error: &str) -> String {
+    if error.contains("MemLock") || error.contains("locked memory") {
+        format!(" ({MEMLOCK_FIX})")
+    } else {
+        String::new()
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread (and the shard threads started
+/// after it), so they are taken only by [`wait_signal`].
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on a zeroed, then initialised, local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits up to `timeout` for SIGTERM or SIGINT; returns its name.
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<&'static str> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` holds blocked signals; a null siginfo is allowed.
+    let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    match signal {
+        libc::SIGTERM => Some("SIGTERM"),
+        libc::SIGINT => Some("SIGINT"),
+        _ => None,
+    }
+}
+
+/// Whether `dir` looks like a data directory (used by `wal inspect`).
+pub fn is_data_dir(dir: &Path) -> bool {
+    dir.join(CLUSTER_FILE).exists()
+}
