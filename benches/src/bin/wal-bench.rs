@@ -23,7 +23,7 @@ use wal_core::{scan, RecoveryMode, Wal, WalOptions};
 
 const MIB: usize = 1 << 20;
 /// DMA memory glommio preallocates (what `sluice serve` gives each shard).
-const IO_MEMORY: usize = 128 << 20;
+const IO_MEMORY: usize = 64 << 20;
 /// Appends one appender keeps outstanding, at most (and at most 2 MiB of them).
 const MAX_WINDOW: usize = 64;
 
