@@ -6,6 +6,7 @@
 //! (`router`) and served by `handlers`. Topic metadata is changed by shard 0
 //! (`metadata`) and published to every shard as an immutable snapshot.
 
+pub mod alloc;
 pub mod config;
 pub mod connection;
 pub mod controller;

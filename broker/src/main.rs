@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 
 use sluice::config::ServeArgs;
 
+/// Lazily mapped huge allocations: see `sluice::alloc`.
+#[global_allocator]
+static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",

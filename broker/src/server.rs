@@ -21,6 +21,7 @@ pub const CLUSTER_FILE: &str = "cluster";
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), String> {
     check_memlock()?;
+    crate::alloc::check_overcommit();
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("creating data directory {}: {e}", args.data_dir.display()))?;
     let (shards, cluster_id) = cluster_identity(&args)?;
