@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Direct-I/O memory preallocated per shard, in MiB.
     #[arg(long, default_value_t = 64)]
     pub io_memory_mib: usize,
+    /// Microseconds an idle shard spins before parking, so a cross-shard
+    /// hop does not wait for a wake-up (0: park at once).
+    #[arg(long, default_value_t = 50)]
+    pub idle_spin_us: u64,
     /// Recovery skips corrupt WAL frames outside the last segment's tail
     /// (and logs each) instead of refusing to start.
     #[arg(long)]

@@ -40,9 +40,12 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     for (id, (_, rx)) in channels.into_iter().enumerate() {
         let (args, cluster_id, metadata) = (args.clone(), cluster_id.clone(), metadata.clone());
         let (peers, ready, exited) = (senders.clone(), ready_tx.clone(), exited.clone());
-        let builder = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
             .name(&format!("shard-{id}"))
             .io_memory(args.io_memory_mib << 20);
+        if args.idle_spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(args.idle_spin_us));
+        }
         let handle = builder
             .spawn(move || async move {
                 let result =
