@@ -22,6 +22,9 @@ use crate::shard::Shard;
 const MAX_PIPELINED: usize = 1024;
 /// Bytes read from the socket at a time (more when a large frame is pending).
 const READ_CHUNK: usize = 64 * 1024;
+/// Request bytes of one connection being handled at once; past this the
+/// connection is not read until some finish (one request is always let in).
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 
 type Response = JoinHandle<Reply>;
 
@@ -37,6 +40,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
     let max_frame = shard.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let in_flight = Rc::new(InFlight::default());
     'conn: loop {
         loop {
             let frame = match frame::split(&mut buf, max_frame) {
@@ -47,7 +51,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     break 'conn;
                 }
             };
-            let Some(response) = dispatch(&shard, &peer, frame) else {
+            in_flight.admit(frame.len()).await;
+            let Some(response) = dispatch(&shard, &peer, frame, &in_flight) else {
                 break 'conn;
             };
             if queue.send(response).await.is_err() {
@@ -74,7 +79,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 }
 
 /// Starts handling one request frame; `None` closes the connection.
-fn dispatch(shard: &Rc<Shard>, peer: &str, frame: bytes::Bytes) -> Option<Response> {
+fn dispatch(
+    shard: &Rc<Shard>,
+    peer: &str,
+    frame: bytes::Bytes,
+    in_flight: &Rc<InFlight>,
+) -> Option<Response> {
+    let size = frame.len();
+    let release = {
+        let in_flight = in_flight.clone();
+        move || in_flight.release(size)
+    };
     let (header, body) = match header::parse(frame) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -91,6 +106,7 @@ fn dispatch(shard: &Rc<Shard>, peer: &str, frame: bytes::Bytes) -> Option<Respon
                     let response = crate::handlers::handle(&shard, &header, request).await;
                     shard.active_requests.set(shard.active_requests.get() - 1);
                     shard.request_done.notify();
+                    release();
                     response
                 })
                 .detach(),
@@ -101,6 +117,7 @@ fn dispatch(shard: &Rc<Shard>, peer: &str, frame: bytes::Bytes) -> Option<Respon
             api_version,
         }) => {
             tracing::debug!(peer, api_key, api_version, "unsupported API version");
+            release();
             let mut out = BytesMut::new();
             if let Err(e) = versions::write_unsupported(&mut out, &header) {
                 tracing::warn!(peer, error = %e, "closing connection: cannot answer");
@@ -138,4 +155,27 @@ async fn write_responses(
         }
     }
     let _ = writer.close().await;
+}
+
+/// Request bytes of a connection being handled.
+#[derive(Default)]
+struct InFlight {
+    bytes: std::cell::Cell<usize>,
+    released: crate::notify::Notify,
+}
+
+impl InFlight {
+    /// Waits until `size` more bytes fit (or nothing is in flight), then counts them.
+    async fn admit(&self, size: usize) {
+        while self.bytes.get() > 0 && self.bytes.get() + size > MAX_IN_FLIGHT_BYTES {
+            let g = self.released.generation();
+            self.released.changed(g).await;
+        }
+        self.bytes.set(self.bytes.get() + size);
+    }
+
+    fn release(&self, size: usize) {
+        self.bytes.set(self.bytes.get().saturating_sub(size));
+        self.released.notify();
+    }
 }
