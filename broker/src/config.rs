@@ -1,4 +1,5 @@
-//! Configuration: one struct with defaults, filled from the command line.
+//! Configuration: one struct with defaults ([`ServeArgs`]), filled from a
+//! TOML file (`--config`) and then from flags, which win.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,10 @@ use clap::Args;
 /// listens on 127.0.0.1:9092 with its data in `./data`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// TOML file with any of these settings (keys as the flags, with `-` or
+    /// `_`: `data-dir = "/var/lib/sluice"`). Flags on the command line win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Address to listen on (every shard binds it with SO_REUSEPORT).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
@@ -66,5 +71,74 @@ impl ServeArgs {
             },
             None => (self.listen.ip().to_string(), i32::from(self.listen.port())),
         }
+    }
+}
+
+/// The settings of a TOML config file as command-line flags, to be placed
+/// before the real flags so that those win.
+pub fn config_flags(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{} is not valid TOML: {e}", path.display()))?;
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        if flag == "--config" {
+            return Err(format!(
+                "{}: a config file cannot name another one",
+                path.display()
+            ));
+        }
+        match value {
+            toml::Value::Boolean(b) if flag == "--skip-corruption" => {
+                if b {
+                    flags.push(flag);
+                }
+            }
+            toml::Value::String(s) => flags.extend([flag, s]),
+            toml::Value::Integer(i) => flags.extend([flag, i.to_string()]),
+            toml::Value::Boolean(b) => flags.extend([flag, b.to_string()]),
+            other => {
+                return Err(format!(
+                    "{}: '{key}' must be a string, integer or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                ))
+            }
+        }
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_becomes_flags() {
+        let path = std::env::temp_dir().join(format!("sluice-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nshards = 2\nauto_create_topics = false\nskip-corruption = true\n",
+        )
+        .unwrap();
+        let flags = config_flags(&path).unwrap();
+        assert_eq!(
+            flags,
+            [
+                "--auto-create-topics",
+                "false",
+                "--listen",
+                "127.0.0.1:9999",
+                "--shards",
+                "2",
+                "--skip-corruption"
+            ]
+        );
+        std::fs::write(&path, "listen = [1]\n").unwrap();
+        assert!(config_flags(&path).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 }
