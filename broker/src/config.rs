@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Direct-I/O memory preallocated per shard, in MiB.
     #[arg(long, default_value_t = 64)]
     pub io_memory_mib: usize,
+    /// Idempotent-producer state is forgotten after this long without a
+    /// batch from the producer (Kafka's producer.id.expiration.ms).
+    #[arg(long, default_value_t = 86_400_000)]
+    pub producer_id_expiration_ms: u64,
     /// Microseconds an idle shard spins before parking, so a cross-shard
     /// hop does not wait for a wake-up (0: park at once).
     #[arg(long, default_value_t = 50)]

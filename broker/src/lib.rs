@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metadata;
 pub mod notify;
 pub mod partition;
+pub mod producers;
 pub mod router;
 pub mod server;
 pub mod shard;

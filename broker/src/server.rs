@@ -167,6 +167,8 @@ async fn run_shard(
             partitions.insert(key, p);
         }
     }
+    *shard.producers.borrow_mut() = replay.producers;
+    glommio::spawn_local(expire_producers(shard.clone())).detach();
     shard.apply_metadata(metadata);
 
     let runner = shard.clone();
@@ -202,6 +204,36 @@ async fn run_shard(
     drop(listener);
     drain(&shard).await;
     Ok(())
+}
+
+/// Forgets idempotent producers idle longer than the expiration time.
+async fn expire_producers(shard: Rc<Shard>) {
+    let max_idle = Duration::from_millis(shard.config.producer_id_expiration_ms);
+    let every = (max_idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let stop = shard.shutdown.generation();
+    loop {
+        let stopped = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(every).await;
+                false
+            },
+            async {
+                shard.shutdown.changed(stop).await;
+                true
+            },
+        )
+        .await;
+        if stopped {
+            return;
+        }
+        let expired = shard
+            .producers
+            .borrow_mut()
+            .expire(std::time::Instant::now(), max_idle);
+        if expired > 0 {
+            tracing::debug!(shard = shard.id, expired, "idle producer state expired");
+        }
+    }
 }
 
 /// Waits (up to 10 s) for requests in flight, then syncs the WAL.

@@ -17,6 +17,7 @@ use crate::config::ServeArgs;
 use crate::metadata::Metadata;
 use crate::notify::Notify;
 use crate::partition::{BatchEntry, FetchBuffer, Partition, PartitionKey};
+use crate::producers::{ProducerBatch, ProducerIdBlock, ProducerStates};
 
 /// Work sent to a shard: runs on its executor with its state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -73,6 +74,10 @@ pub struct Shard {
     pub request_done: Notify,
     /// Notified once when the broker shuts down.
     pub shutdown: Notify,
+    /// Idempotent-producer state of this shard's partitions.
+    pub producers: RefCell<ProducerStates>,
+    /// Producer ids to hand out (used on the controller only).
+    pub producer_ids: RefCell<ProducerIdBlock>,
     peers: Vec<flume::Sender<Job>>,
 }
 
@@ -101,6 +106,8 @@ impl Shard {
             active_requests: Cell::new(0),
             request_done: Notify::default(),
             shutdown: Notify::default(),
+            producers: RefCell::new(ProducerStates::default()),
+            producer_ids: RefCell::new(ProducerIdBlock::default()),
             peers,
         }
     }
@@ -148,9 +155,14 @@ impl Shard {
                 .is_some_and(|t| t.partitions.get(key.1 as usize) == Some(&self.id))
         };
         let dead: Vec<PartitionKey> = partitions.keys().filter(|k| !live(k)).copied().collect();
-        for key in dead {
-            partitions.remove(&key);
-            self.fetch_buffer.borrow_mut().forget(&key);
+        for key in &dead {
+            partitions.remove(key);
+            self.fetch_buffer.borrow_mut().forget(key);
+        }
+        if !dead.is_empty() {
+            self.producers
+                .borrow_mut()
+                .retain_partitions(|k| !dead.contains(k));
         }
         drop(partitions);
         *self.metadata.borrow_mut() = metadata;
@@ -162,6 +174,8 @@ impl Shard {
 pub struct Replay {
     /// Partition state rebuilt so far.
     pub partitions: HashMap<PartitionKey, Partition>,
+    /// Idempotent-producer state rebuilt from the stored batch headers.
+    pub producers: ProducerStates,
     /// Frames of topics that no longer exist (deleted), skipped.
     pub skipped_deleted: u64,
     /// Frames that did not parse or did not fit the log (logged, skipped).
@@ -224,6 +238,10 @@ impl Replay {
             size: batch.size() as u32,
             max_timestamp: batch.max_timestamp(),
         });
+        if let Some(pb) = ProducerBatch::of(&batch) {
+            self.producers
+                .record(key, &pb, batch.base_offset(), std::time::Instant::now());
+        }
     }
 
     /// Logs what was recovered per partition and in total.

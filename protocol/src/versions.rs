@@ -12,7 +12,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, ResponseHeader,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 use kafka_protocol::ResponseError;
@@ -129,6 +129,8 @@ supported_apis! {
     DescribeConfigs(DescribeConfigsRequest) from 0,
     /// Admin: cluster id, controller and brokers.
     DescribeCluster(DescribeClusterRequest) from 0,
+    /// Idempotent producers: a producer id and epoch (no transactions).
+    InitProducerId(InitProducerIdRequest) from 0,
 }
 
 /// The accepted range for `api_key`, if Sluice implements it.
@@ -217,6 +219,7 @@ mod tests {
             (ApiKey::CreatePartitions, 0, 3),
             (ApiKey::DescribeConfigs, 1, 4),
             (ApiKey::DescribeCluster, 0, 2),
+            (ApiKey::InitProducerId, 0, 5),
         ];
         let table: Vec<_> = SUPPORTED_APIS
             .iter()

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod producer_id;
 
 use std::rc::Rc;
 
@@ -43,6 +44,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Request)
         Request::CreatePartitions(r) => encode(header, &admin::create_partitions(shard, r).await),
         Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(shard, r, v)),
         Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(shard, r)),
+        Request::InitProducerId(r) => encode(header, &producer_id::handle(shard, r).await),
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::kafka_protocol::messages::produce_response::{
@@ -21,6 +22,7 @@ use wal_core::Durable;
 use crate::controller::{ensure_topics, Refusal};
 use crate::metadata::{str_bytes, Topic};
 use crate::partition::{BatchEntry, PartitionKey};
+use crate::producers::{Check, ProducerBatch};
 use crate::router::{scatter_slots, Slot};
 use crate::shard::{batch_frame_header, Shard, FRAME_RECORD_BATCH};
 
@@ -163,52 +165,48 @@ pub async fn handle(
 }
 
 /// On the owning shard: append every part (in order), then wait until each
-/// is durable and move the high watermarks.
+/// is durable and move the high watermarks (acks=0: without waiting).
 async fn append_on_owner(shard: Rc<Shard>, parts: Vec<Part>) -> Vec<Outcome> {
     let submitted: Vec<Result<Submitted, Refusal>> =
         parts.iter().map(|p| submit(&shard, p)).collect();
     let mut outcomes = Vec::with_capacity(parts.len());
     for (part, s) in parts.iter().zip(submitted) {
-        let outcome = match s {
-            Err(e) => Outcome::refused(e),
-            Ok(s) if part.acks == 0 => {
-                let (base_offset, log_append_time, log_start) =
-                    (s.base_offset, s.log_append_time, s.log_start);
-                glommio::spawn_local(commit(shard.clone(), s)).detach();
-                Outcome {
-                    error: None,
-                    base_offset,
-                    log_append_time,
-                    log_start,
-                }
+        let s = match s {
+            Err(e) => {
+                outcomes.push(Outcome::refused(e));
+                continue;
             }
-            Ok(s) => {
-                let (base_offset, log_append_time, log_start) =
-                    (s.base_offset, s.log_append_time, s.log_start);
-                match commit(shard.clone(), s).await {
-                    Ok(()) => Outcome {
-                        error: None,
-                        base_offset,
-                        log_append_time,
-                        log_start,
-                    },
-                    Err(e) => Outcome::refused(e),
-                }
-            }
+            Ok(s) => s,
         };
-        outcomes.push(outcome);
+        let outcome = Outcome {
+            error: None,
+            base_offset: s.base_offset,
+            log_append_time: s.log_append_time,
+            log_start: s.log_start,
+        };
+        if part.acks == 0 {
+            glommio::spawn_local(commit(shard.clone(), s)).detach();
+            outcomes.push(outcome);
+        } else {
+            outcomes.push(match commit(shard.clone(), s).await {
+                Ok(()) => outcome,
+                Err(e) => Outcome::refused(e),
+            });
+        }
     }
     outcomes
 }
 
-/// A batch handed to the WAL, not yet durable.
+/// A batch handed to the WAL (or found there already), not yet durable.
 struct Submitted {
     key: PartitionKey,
     base_offset: i64,
     next_offset: i64,
     log_append_time: i64,
     log_start: i64,
-    durable: Durable,
+    /// `None` for a retried batch of an idempotent producer that is stored
+    /// already: it is acknowledged once everything before now is durable.
+    durable: Option<Durable>,
 }
 
 /// Validates the batch, assigns its offsets and hands it to the WAL. No
@@ -233,12 +231,38 @@ fn submit(shard: &Shard, part: &Part) -> Result<Submitted, Refusal> {
     }
     let count = i64::from(batch.last_offset_delta()) + 1;
     let max_timestamp = batch.max_timestamp();
-    let mut bytes = BytesMut::from(batch.as_bytes());
     let mut partitions = shard.partitions.borrow_mut();
     let partition = partitions.get_mut(&key).ok_or((
         ResponseError::UnknownTopicOrPartition.code(),
         "partition is not on this shard".to_string(),
     ))?;
+    let producer = ProducerBatch::of(&batch);
+    if let Some(pb) = &producer {
+        if batch.is_transactional() {
+            return Err((
+                ResponseError::InvalidTxnState.code(),
+                "transactions are not supported".to_string(),
+            ));
+        }
+        let check = shard.producers.borrow().check(key, pb)?;
+        if let Check::Duplicate { base_offset } = check {
+            tracing::debug!(
+                producer_id = pb.pid,
+                first_seq = pb.first_seq,
+                base_offset,
+                "duplicate batch answered with its offsets"
+            );
+            return Ok(Submitted {
+                key,
+                base_offset,
+                next_offset: base_offset,
+                log_append_time: -1,
+                log_start: partition.log_start,
+                durable: None,
+            });
+        }
+    }
+    let mut bytes = BytesMut::from(batch.as_bytes());
     let base_offset = partition.log_end;
     let corrupt = |e: sluice_protocol::BatchError| (e.error_code(), e.to_string());
     set_base_offset(&mut bytes, base_offset).map_err(corrupt)?;
@@ -263,6 +287,12 @@ fn submit(shard: &Shard, part: &Part) -> Result<Submitted, Refusal> {
     });
     let log_start = partition.log_start;
     drop(partitions);
+    if let Some(pb) = &producer {
+        shard
+            .producers
+            .borrow_mut()
+            .record(key, pb, base_offset, Instant::now());
+    }
     shard
         .fetch_buffer
         .borrow_mut()
@@ -273,15 +303,17 @@ fn submit(shard: &Shard, part: &Part) -> Result<Submitted, Refusal> {
         next_offset: base_offset + count,
         log_append_time,
         log_start,
-        durable: appended.durable,
+        durable: Some(appended.durable),
     })
 }
 
 /// Waits until the batch is durable, then moves the high watermark.
 async fn commit(shard: Rc<Shard>, s: Submitted) -> Result<(), Refusal> {
-    s.durable
-        .await
-        .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
+    let durable = match s.durable {
+        Some(durable) => durable.await,
+        None => shard.wal.sync().await,
+    };
+    durable.map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
     let moved = shard
         .partitions
         .borrow_mut()

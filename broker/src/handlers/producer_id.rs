@@ -1,0 +1,50 @@
+//! InitProducerId: producer ids for idempotent producers, from the
+//! controller's durable counter; a producer that re-initialises with its id
+//! and epoch (KIP-360) gets the epoch bumped. Transactions are not
+//! supported: a transactional id is answered as Kafka does while its
+//! transaction coordinator is unavailable.
+
+use std::rc::Rc;
+
+use sluice_protocol::kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+};
+use sluice_protocol::kafka_protocol::ResponseError;
+
+use crate::controller::CONTROLLER_SHARD;
+use crate::shard::Shard;
+
+/// Answers InitProducerId.
+pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let refused = |code: i16| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if request.transactional_id.is_some() {
+        return refused(ResponseError::CoordinatorNotAvailable.code());
+    }
+    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+    if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        return InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch + 1);
+    }
+    let allocated = shard
+        .call(CONTROLLER_SHARD, |s| async move {
+            let data_dir = s.config.data_dir.clone();
+            s.producer_ids.borrow_mut().allocate(&data_dir)
+        })
+        .await;
+    match allocated {
+        Some(Ok(id)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Some(Err(e)) => {
+            tracing::error!(error = e, "cannot allocate a producer id");
+            refused(ResponseError::KafkaStorageError.code())
+        }
+        None => refused(ResponseError::KafkaStorageError.code()),
+    }
+}

@@ -1,0 +1,334 @@
+//! Idempotent producers: for each (producer id, partition) the current
+//! epoch and the sequence ranges and offsets of the last five batches, so
+//! a retried batch is answered with its original offsets instead of being
+//! stored twice, a gap is refused, and an old epoch is fenced.
+//!
+//! The state is rebuilt from the WAL on recovery (every stored batch
+//! carries its producer id, epoch and sequences), so a retry that arrives
+//! after a crash and restart is still recognised. Producer ids come from a
+//! durable counter on the controller and are never reused.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice_protocol::kafka_protocol::ResponseError;
+use sluice_protocol::RecordBatch;
+
+use crate::controller::Refusal;
+use crate::partition::PartitionKey;
+
+/// Batches remembered per producer and partition (Kafka's max in flight).
+pub const CACHED_BATCHES: usize = 5;
+
+/// One remembered batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    epoch: i16,
+    batches: VecDeque<Batch>,
+    last_seen: Instant,
+}
+
+/// What to do with an incoming batch of an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// New and in sequence: append it.
+    Append,
+    /// Already stored: answer with these offsets, store nothing.
+    Duplicate {
+        /// First offset the batch got when it was first stored.
+        base_offset: i64,
+    },
+}
+
+/// The idempotence fields of a stored or incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    /// Producer id.
+    pub pid: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Sequence of the first record.
+    pub first_seq: i32,
+    /// Sequence of the last record.
+    pub last_seq: i32,
+}
+
+impl ProducerBatch {
+    /// The fields of `batch`, if it comes from an idempotent producer.
+    pub fn of(batch: &RecordBatch<'_>) -> Option<ProducerBatch> {
+        (batch.producer_id() >= 0).then(|| ProducerBatch {
+            pid: batch.producer_id(),
+            epoch: batch.producer_epoch(),
+            first_seq: batch.base_sequence(),
+            last_seq: last_sequence(batch.base_sequence(), batch.last_offset_delta()),
+        })
+    }
+}
+
+/// The last sequence of a batch starting at `first` with `delta` more
+/// records (sequences wrap from i32::MAX to 0, as in Kafka).
+pub fn last_sequence(first: i32, delta: i32) -> i32 {
+    if first > i32::MAX - delta {
+        delta - (i32::MAX - first) - 1
+    } else {
+        first + delta
+    }
+}
+
+fn in_sequence(last: i32, next: i32) -> bool {
+    next == last.wrapping_add(1) || (last == i32::MAX && next == 0)
+}
+
+/// Producer state of one shard's partitions.
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    entries: HashMap<(i64, PartitionKey), Entry>,
+}
+
+impl ProducerStates {
+    /// Decides about a batch of producer `pid` (epoch, sequences) for `key`.
+    pub fn check(&self, key: PartitionKey, b: &ProducerBatch) -> Result<Check, Refusal> {
+        let ProducerBatch {
+            pid,
+            epoch,
+            first_seq,
+            last_seq,
+        } = *b;
+        let Some(entry) = self.entries.get(&(pid, key)) else {
+            // Unknown producer (new, or its state expired): any sequence is
+            // accepted, as Kafka does since KIP-360.
+            return Ok(Check::Append);
+        };
+        if epoch == entry.epoch {
+            if let Some(b) = entry
+                .batches
+                .iter()
+                .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+            {
+                return Ok(Check::Duplicate {
+                    base_offset: b.base_offset,
+                });
+            }
+        }
+        if epoch < entry.epoch {
+            return Err((
+                ResponseError::InvalidProducerEpoch.code(),
+                format!(
+                    "producer {pid} epoch {epoch} is older than the current epoch {}",
+                    entry.epoch
+                ),
+            ));
+        }
+        if epoch > entry.epoch {
+            if first_seq != 0 {
+                return Err((
+                    ResponseError::OutOfOrderSequenceNumber.code(),
+                    format!("producer {pid} new epoch {epoch} must start at sequence 0, got {first_seq}"),
+                ));
+            }
+            return Ok(Check::Append);
+        }
+        let last = entry.batches.back().map_or(-1, |b| b.last_seq);
+        if !in_sequence(last, first_seq) {
+            return Err((
+                ResponseError::OutOfOrderSequenceNumber.code(),
+                format!(
+                    "producer {pid} sent sequence {first_seq}, expected {}",
+                    last.wrapping_add(1)
+                ),
+            ));
+        }
+        Ok(Check::Append)
+    }
+
+    /// Remembers a batch that was appended at `base_offset`.
+    pub fn record(&mut self, key: PartitionKey, b: &ProducerBatch, base_offset: i64, now: Instant) {
+        let ProducerBatch {
+            pid,
+            epoch,
+            first_seq,
+            last_seq,
+        } = *b;
+        let entry = self.entries.entry((pid, key)).or_insert(Entry {
+            epoch,
+            batches: VecDeque::with_capacity(CACHED_BATCHES),
+            last_seen: now,
+        });
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(Batch {
+            first_seq,
+            last_seq,
+            base_offset,
+        });
+        entry.last_seen = now;
+    }
+
+    /// Forgets producers idle for longer than `max_idle`; returns how many.
+    pub fn expire(&mut self, now: Instant, max_idle: Duration) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| now.duration_since(e.last_seen) <= max_idle);
+        before - self.entries.len()
+    }
+
+    /// Forgets the state of partitions that are gone.
+    pub fn retain_partitions(&mut self, mut live: impl FnMut(&PartitionKey) -> bool) {
+        self.entries.retain(|(_, key), _| live(key));
+    }
+
+    /// Producer-partition pairs tracked.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Producer ids are handed out from blocks; the end of the current block is
+/// persisted before any id of it is used, so no id is reused after a crash.
+#[derive(Debug, Default)]
+pub struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// Ids per persisted block.
+const ID_BLOCK: i64 = 1000;
+/// File in the data directory holding the first id not yet handed out.
+pub const PRODUCER_IDS_FILE: &str = "producer_ids";
+
+impl ProducerIdBlock {
+    /// A fresh producer id (blocking file I/O once per block).
+    pub fn allocate(&mut self, data_dir: &Path) -> Result<i64, String> {
+        if self.next >= self.end {
+            let path = data_dir.join(PRODUCER_IDS_FILE);
+            let start = match std::fs::read_to_string(&path) {
+                Ok(text) => text
+                    .trim()
+                    .strip_prefix("next=")
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .ok_or_else(|| format!("{} is damaged", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(format!("reading {}: {e}", path.display())),
+            }
+            .max(self.end);
+            let end = start + ID_BLOCK;
+            crate::metadata::write_durably(&path, format!("next={end}\n").as_bytes())?;
+            self.next = start;
+            self.end = end;
+        }
+        let id = self.next;
+        self.next += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: PartitionKey = ([7; 16], 0);
+
+    fn pb(pid: i64, epoch: i16, first_seq: i32, last_seq: i32) -> ProducerBatch {
+        ProducerBatch {
+            pid,
+            epoch,
+            first_seq,
+            last_seq,
+        }
+    }
+
+    #[test]
+    fn duplicates_gaps_and_epochs() {
+        let now = Instant::now();
+        let mut s = ProducerStates::default();
+        assert_eq!(s.check(K, &pb(1, 0, 0, 4)), Ok(Check::Append));
+        s.record(K, &pb(1, 0, 0, 4), 100, now);
+        assert_eq!(
+            s.check(K, &pb(1, 0, 0, 4)),
+            Ok(Check::Duplicate { base_offset: 100 })
+        );
+        assert_eq!(s.check(K, &pb(1, 0, 5, 9)), Ok(Check::Append));
+        s.record(K, &pb(1, 0, 5, 9), 105, now);
+        let gap = s.check(K, &pb(1, 0, 11, 12)).unwrap_err();
+        assert_eq!(gap.0, ResponseError::OutOfOrderSequenceNumber.code());
+        // A new epoch starts at 0; the old epoch is fenced afterwards.
+        assert_eq!(
+            s.check(K, &pb(1, 1, 3, 3)).unwrap_err().0,
+            ResponseError::OutOfOrderSequenceNumber.code()
+        );
+        assert_eq!(s.check(K, &pb(1, 1, 0, 0)), Ok(Check::Append));
+        s.record(K, &pb(1, 1, 0, 0), 110, now);
+        assert_eq!(
+            s.check(K, &pb(1, 0, 10, 10)).unwrap_err().0,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        // Only the last five batches are remembered.
+        for i in 1..=6 {
+            s.record(K, &pb(1, 1, i, i), 110 + i64::from(i), now);
+        }
+        assert_eq!(
+            s.check(K, &pb(1, 1, 1, 1)).unwrap_err().0,
+            ResponseError::OutOfOrderSequenceNumber.code()
+        );
+        assert_eq!(
+            s.check(K, &pb(1, 1, 2, 2)),
+            Ok(Check::Duplicate { base_offset: 112 })
+        );
+        // Another partition of the same producer is independent.
+        assert_eq!(s.check(([8; 16], 0), &pb(1, 0, 17, 17)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(last_sequence(5, 3), 8);
+        assert!(in_sequence(i32::MAX, 0));
+        let mut s = ProducerStates::default();
+        s.record(K, &pb(2, 0, i32::MAX - 2, i32::MAX), 0, Instant::now());
+        assert_eq!(s.check(K, &pb(2, 0, 0, 3)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let t0 = Instant::now();
+        let mut s = ProducerStates::default();
+        s.record(K, &pb(1, 0, 0, 0), 0, t0);
+        s.record(K, &pb(2, 0, 0, 0), 1, t0 + Duration::from_secs(50));
+        assert_eq!(
+            s.expire(t0 + Duration::from_secs(70), Duration::from_secs(60)),
+            1
+        );
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("sluice-pids-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut a = ProducerIdBlock::default();
+        let first: Vec<i64> = (0..3).map(|_| a.allocate(&dir).unwrap()).collect();
+        assert_eq!(first, [0, 1, 2]);
+        // A restart (fresh block) continues after the persisted block.
+        let mut b = ProducerIdBlock::default();
+        assert_eq!(b.allocate(&dir).unwrap(), ID_BLOCK);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
