@@ -93,7 +93,10 @@ async fn inspect_one(
             }
             None => {
                 unparsed += 1;
-                if list_frames {
+                if list_frames && f.frame_type == crate::shard::FRAME_GROUP {
+                    let record = crate::groups::records::GroupRecord::decode(f.payload);
+                    println!("  frame @{} type {} len {} group record {record:?}", f.position, f.frame_type, f.payload.len());
+                } else if list_frames {
                     println!("  frame @{} type {} len {} (not a record batch)", f.position, f.frame_type, f.payload.len());
                 }
             }

@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod groups;
 pub mod handlers;
 pub mod inspect;
 pub mod logging;

@@ -168,6 +168,7 @@ async fn run_shard(
         }
     }
     *shard.producers.borrow_mut() = replay.producers;
+    crate::groups::start(&shard, replay.groups);
     glommio::spawn_local(expire_producers(shard.clone())).detach();
     shard.apply_metadata(metadata);
 

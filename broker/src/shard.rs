@@ -25,6 +25,8 @@ pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + 
 /// WAL frame type of a record batch. Payload: topic id (16 bytes),
 /// partition (i32, big-endian), then the batch exactly as served to consumers.
 pub const FRAME_RECORD_BATCH: u8 = 2;
+/// WAL frame type of a consumer-group record (`groups::records`).
+pub const FRAME_GROUP: u8 = 3;
 /// Bytes before the batch in a record-batch frame.
 pub const BATCH_FRAME_HEADER: usize = 20;
 
@@ -78,6 +80,8 @@ pub struct Shard {
     pub producers: RefCell<ProducerStates>,
     /// Producer ids to hand out (used on the controller only).
     pub producer_ids: RefCell<ProducerIdBlock>,
+    /// Consumer groups this shard coordinates.
+    pub groups: RefCell<crate::groups::Coordinator>,
     peers: Vec<flume::Sender<Job>>,
 }
 
@@ -108,6 +112,7 @@ impl Shard {
             shutdown: Notify::default(),
             producers: RefCell::new(ProducerStates::default()),
             producer_ids: RefCell::new(ProducerIdBlock::default()),
+            groups: RefCell::default(),
             peers,
         }
     }
@@ -165,6 +170,7 @@ impl Shard {
                 .retain_partitions(|k| !dead.contains(k));
         }
         drop(partitions);
+        self.groups.borrow_mut().retain_topics(&metadata);
         *self.metadata.borrow_mut() = metadata;
     }
 }
@@ -180,11 +186,17 @@ pub struct Replay {
     pub skipped_deleted: u64,
     /// Frames that did not parse or did not fit the log (logged, skipped).
     pub skipped_invalid: u64,
+    /// Consumer groups and committed offsets rebuilt from group frames.
+    pub groups: crate::groups::Coordinator,
 }
 
 impl Replay {
     /// Applies one recovered frame.
     pub fn frame(&mut self, shard: usize, metadata: &Metadata, frame: RecoveredFrame<'_>) {
+        if frame.frame_type == FRAME_GROUP {
+            self.groups.replay(frame.position, frame.payload, metadata);
+            return;
+        }
         if frame.frame_type != FRAME_RECORD_BATCH {
             self.skipped_invalid += 1;
             tracing::warn!(

@@ -11,8 +11,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, ResponseHeader,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 use kafka_protocol::ResponseError;
@@ -131,6 +134,28 @@ supported_apis! {
     DescribeCluster(DescribeClusterRequest) from 0,
     /// Idempotent producers: a producer id and epoch (no transactions).
     InitProducerId(InitProducerIdRequest) from 0,
+    /// Groups: which broker coordinates a group (always this one).
+    FindCoordinator(FindCoordinatorRequest) from 0,
+    /// Groups: join (or rejoin) and wait for the rebalance.
+    JoinGroup(JoinGroupRequest) from 0,
+    /// Groups: the leader hands out assignments; members receive theirs.
+    SyncGroup(SyncGroupRequest) from 0,
+    /// Groups: keep a member's session alive.
+    Heartbeat(HeartbeatRequest) from 0,
+    /// Groups: members leave (batched from v3).
+    LeaveGroup(LeaveGroupRequest) from 0,
+    /// Groups: commit offsets durably.
+    OffsetCommit(OffsetCommitRequest) from 0,
+    /// Groups: committed offsets (batched groups from v8).
+    OffsetFetch(OffsetFetchRequest) from 0,
+    /// Groups: every group of the broker.
+    ListGroups(ListGroupsRequest) from 0,
+    /// Groups: state, members and assignments.
+    DescribeGroups(DescribeGroupsRequest) from 0,
+    /// Groups: delete empty groups with their offsets.
+    DeleteGroups(DeleteGroupsRequest) from 0,
+    /// Groups: delete a group's offsets of some partitions.
+    OffsetDelete(OffsetDeleteRequest) from 0,
 }
 
 /// The accepted range for `api_key`, if Sluice implements it.
@@ -220,6 +245,17 @@ mod tests {
             (ApiKey::DescribeConfigs, 1, 4),
             (ApiKey::DescribeCluster, 0, 2),
             (ApiKey::InitProducerId, 0, 5),
+            (ApiKey::FindCoordinator, 0, 6),
+            (ApiKey::JoinGroup, 0, 9),
+            (ApiKey::SyncGroup, 0, 5),
+            (ApiKey::Heartbeat, 0, 4),
+            (ApiKey::LeaveGroup, 0, 5),
+            (ApiKey::OffsetCommit, 2, 9),
+            (ApiKey::OffsetFetch, 1, 9),
+            (ApiKey::ListGroups, 0, 5),
+            (ApiKey::DescribeGroups, 0, 6),
+            (ApiKey::DeleteGroups, 0, 2),
+            (ApiKey::OffsetDelete, 0, 0),
         ];
         let table: Vec<_> = SUPPORTED_APIS
             .iter()
@@ -242,7 +278,9 @@ mod tests {
         assert!(!supported(produce, 14));
         assert!(!supported(ApiKey::Fetch as i16, 3));
         assert!(supported(ApiKey::Fetch as i16, 4));
-        assert!(!supported(ApiKey::JoinGroup as i16, 0));
+        assert!(supported(ApiKey::JoinGroup as i16, 0));
+        assert!(!supported(ApiKey::JoinGroup as i16, 10));
+        assert!(!supported(ApiKey::EndTxn as i16, 0));
         assert!(!supported(9999, 0));
         assert!(!supported(-1, 0));
     }
@@ -331,7 +369,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            Request::decode(&header(ApiKey::JoinGroup as i16, 0), Bytes::new()),
+            Request::decode(&header(ApiKey::JoinGroup as i16, 10), Bytes::new()),
             Err(ProtocolError::UnsupportedVersion { .. })
         ));
         assert!(matches!(

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -45,6 +46,20 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Request)
         Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(shard, r, v)),
         Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(shard, r)),
         Request::InitProducerId(r) => encode(header, &producer_id::handle(shard, r).await),
+        Request::FindCoordinator(r) => encode(header, &groups::find_coordinator(shard, r, v)),
+        Request::JoinGroup(r) => {
+            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
+            encode(header, &groups::join_group(shard, r, v, client_id).await)
+        }
+        Request::SyncGroup(r) => encode(header, &groups::sync_group(shard, r, v).await),
+        Request::Heartbeat(r) => encode(header, &groups::heartbeat(shard, r).await),
+        Request::LeaveGroup(r) => encode(header, &groups::leave_group(shard, r, v).await),
+        Request::OffsetCommit(r) => encode(header, &groups::offset_commit(shard, r).await),
+        Request::OffsetFetch(r) => encode(header, &groups::offset_fetch(shard, r, v).await),
+        Request::ListGroups(r) => encode(header, &groups::list_groups(shard, r, v).await),
+        Request::DescribeGroups(r) => encode(header, &groups::describe_groups(shard, r, v).await),
+        Request::DeleteGroups(r) => encode(header, &groups::delete_groups(shard, r).await),
+        Request::OffsetDelete(r) => encode(header, &groups::offset_delete(shard, r).await),
     }
 }
 
