@@ -26,6 +26,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("creating data directory {}: {e}", args.data_dir.display()))?;
     let (shards, cluster_id) = cluster_identity(&args)?;
     let metadata = Arc::new(metadata::load(&args.data_dir, shards)?);
+    refuse_address_in_use(&args)?;
     let signals = block_shutdown_signals();
     let args = Arc::new(args);
     let cluster_id: Arc<str> = cluster_id.into();
@@ -252,6 +253,15 @@ async fn drain(shard: &Rc<Shard>) {
         tracing::error!(shard = shard.id, error = %e, "final WAL sync failed");
     }
     tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// The shards bind with SO_REUSEPORT, which would let a second broker (or
+/// any process setting it) share the address silently, each getting some of
+/// the connections. A plain bind first fails if anything listens there.
+fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
+    std::net::TcpListener::bind(args.listen)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))
 }
 
 /// The shard count and cluster id of the data directory, recording them
