@@ -63,14 +63,14 @@ impl Partition {
         false
     }
 
-    /// First offset whose batch may hold a timestamp at or after `ts`, with
-    /// that batch's max timestamp; `None` when no batch does.
-    pub fn offset_for_time(&self, ts: i64) -> Option<(i64, i64)> {
+    /// The first visible batch holding a timestamp at or after `ts`
+    /// (its max timestamp is), if any.
+    pub fn batch_for_time(&self, ts: i64) -> Option<BatchEntry> {
         self.index
             .iter()
             .take_while(|b| b.base_offset < self.high_watermark)
             .find(|b| b.max_timestamp >= ts)
-            .map(|b| (b.base_offset, b.max_timestamp))
+            .copied()
     }
 
     /// Offset and timestamp of the batch with the largest timestamp.
@@ -177,8 +177,8 @@ mod tests {
         assert!(p.advance_high_watermark(6));
         assert!(!p.advance_high_watermark(5), "never backwards");
         assert_eq!(p.high_watermark, 6);
-        assert_eq!(p.offset_for_time(25), Some((5, 30)));
-        assert_eq!(p.offset_for_time(31), None);
+        assert_eq!(p.batch_for_time(25).map(|b| b.base_offset), Some(5));
+        assert_eq!(p.batch_for_time(31), None);
         assert_eq!(p.max_timestamp(), Some((5, 30)));
     }
 

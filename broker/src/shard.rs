@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use sluice_protocol::record_batch::RecordBatch;
 use wal_core::{RecoveredFrame, Wal};
 
@@ -141,6 +143,32 @@ impl Shard {
         });
         self.peers.get(target)?.send(job).ok()?;
         rx.recv_async().await.ok()
+    }
+
+    /// The stored bytes of a batch: from the fetch buffer, or read from the
+    /// WAL (checksum verified) and checked against the index.
+    pub async fn batch_bytes(
+        &self,
+        key: &PartitionKey,
+        entry: &BatchEntry,
+    ) -> Result<Bytes, String> {
+        if let Some(bytes) = self.fetch_buffer.borrow().get(key, entry.base_offset) {
+            return Ok(bytes);
+        }
+        let position = entry.position;
+        let frame = self.wal.read(position).await.map_err(|e| e.to_string())?;
+        let (stored_key, batch) = parse_batch_frame(frame.payload())
+            .ok_or_else(|| format!("WAL position {position} is not a batch"))?;
+        let stored_base = batch
+            .get(..8)
+            .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")));
+        if &stored_key != key || stored_base != Some(entry.base_offset) {
+            return Err(format!(
+                "WAL position {position} holds another batch than the index says (offset {})",
+                entry.base_offset
+            ));
+        }
+        Ok(Bytes::copy_from_slice(batch))
     }
 
     /// Installs a new metadata snapshot: creates state for partitions this

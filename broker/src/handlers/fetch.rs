@@ -18,7 +18,7 @@ use sluice_protocol::kafka_protocol::ResponseError;
 use crate::controller::Refusal;
 use crate::partition::PartitionKey;
 use crate::router::{scatter_slots, Slot};
-use crate::shard::{parse_batch_frame, Shard};
+use crate::shard::Shard;
 
 /// One partition's read, sent to its owner.
 #[derive(Clone)]
@@ -209,14 +209,10 @@ async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal>
     let mut records = BytesMut::new();
     let mut single = None;
     for entry in &batches {
-        let cached = shard
-            .fetch_buffer
-            .borrow()
-            .get(&read.key, entry.base_offset);
-        let bytes = match cached {
-            Some(b) => b,
-            None => read_from_wal(shard, &read.key, entry.position, entry.base_offset).await?,
-        };
+        let bytes = shard
+            .batch_bytes(&read.key, entry)
+            .await
+            .map_err(|why| (ResponseError::KafkaStorageError.code(), why))?;
         if batches.len() == 1 {
             single = Some(bytes);
         } else {
@@ -229,31 +225,6 @@ async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal>
         log_start,
         records: single.unwrap_or_else(|| records.freeze()),
     })
-}
-
-async fn read_from_wal(
-    shard: &Shard,
-    key: &PartitionKey,
-    position: u64,
-    base_offset: i64,
-) -> Result<Bytes, Refusal> {
-    let storage = |why: String| (ResponseError::KafkaStorageError.code(), why);
-    let frame = shard
-        .wal
-        .read(position)
-        .await
-        .map_err(|e| storage(e.to_string()))?;
-    let (stored_key, batch) = parse_batch_frame(frame.payload())
-        .ok_or_else(|| storage(format!("WAL position {position} is not a batch")))?;
-    let stored_base = batch
-        .get(..8)
-        .map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")));
-    if &stored_key != key || stored_base != Some(base_offset) {
-        return Err(storage(format!(
-            "WAL position {position} holds another batch than the index says (offset {base_offset})"
-        )));
-    }
-    Ok(Bytes::copy_from_slice(batch))
 }
 
 /// Waits until any read's partition has data past its offset on any owner,
