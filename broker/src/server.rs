@@ -257,11 +257,24 @@ async fn drain(shard: &Rc<Shard>) {
 
 /// The shards bind with SO_REUSEPORT, which would let a second broker (or
 /// any process setting it) share the address silently, each getting some of
-/// the connections. A plain bind first fails if anything listens there.
+/// the connections. So: if something accepts connections there already,
+/// refuse. (A plain test bind cannot tell: the TIME_WAIT connections a
+/// killed broker leaves behind conflict with it but not with SO_REUSEPORT.)
 fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
-    std::net::TcpListener::bind(args.listen)
-        .map(drop)
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))
+    let mut probe = args.listen;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(match probe {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)) {
+        Ok(_) => Err(format!(
+            "cannot listen on {}: another process is already listening there",
+            args.listen
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The shard count and cluster id of the data directory, recording them
