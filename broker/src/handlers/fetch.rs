@@ -97,19 +97,28 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
             .collect::<Vec<Data>>()
     };
     let mut data = read().await;
-    let bytes: usize = data.iter().map(|d| d.records.len()).sum();
     let min_bytes = request.min_bytes.max(0) as usize;
-    let reads: Vec<(usize, Read)> = slots
-        .iter()
-        .filter_map(|s| s.target.as_ref().ok().cloned())
-        .collect();
-    if min_bytes > 0
-        && bytes < min_bytes
-        && data.iter().all(|d| d.error.is_none())
-        && Instant::now() < deadline
-        && !reads.is_empty()
-    {
-        wait_for_data(shard, &reads, deadline).await;
+    // Long poll: until min_bytes are there or max_wait passes, wait for the
+    // high watermark of any asked partition to move past what was seen.
+    loop {
+        let bytes: usize = data.iter().map(|d| d.records.len()).sum();
+        let waits: Vec<(usize, (PartitionKey, i64))> = slots
+            .iter()
+            .zip(&data)
+            .filter_map(|(slot, d)| {
+                let (owner, read) = slot.target.as_ref().ok()?;
+                Some((*owner, (read.key, read.offset.max(d.high_watermark))))
+            })
+            .collect();
+        if min_bytes == 0
+            || bytes >= min_bytes
+            || data.iter().any(|d| d.error.is_some())
+            || waits.is_empty()
+            || Instant::now() >= deadline
+        {
+            break;
+        }
+        wait_for_data(shard, waits, deadline).await;
         data = read().await;
     }
 
@@ -227,18 +236,22 @@ async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal>
     })
 }
 
-/// Waits until any read's partition has data past its offset on any owner,
-/// or the deadline passes.
-async fn wait_for_data(shard: &Rc<Shard>, reads: &[(usize, Read)], deadline: Instant) {
-    let mut owners: Vec<usize> = reads.iter().map(|(o, _)| *o).collect();
+/// Waits until the high watermark of any `(partition, seen)` moves past
+/// `seen` on its owner, or the deadline passes.
+async fn wait_for_data(
+    shard: &Rc<Shard>,
+    waits: Vec<(usize, (PartitionKey, i64))>,
+    deadline: Instant,
+) {
+    let mut owners: Vec<usize> = waits.iter().map(|(o, _)| *o).collect();
     owners.sort_unstable();
     owners.dedup();
     let (tx, rx) = flume::bounded::<()>(owners.len());
     for owner in owners {
-        let mine: Vec<(PartitionKey, i64)> = reads
+        let mine: Vec<(PartitionKey, i64)> = waits
             .iter()
             .filter(|(o, _)| *o == owner)
-            .map(|(_, r)| (r.key, r.offset))
+            .map(|(_, w)| *w)
             .collect();
         let (shard, tx) = (shard.clone(), tx.clone());
         glommio::spawn_local(async move {
@@ -252,16 +265,14 @@ async fn wait_for_data(shard: &Rc<Shard>, reads: &[(usize, Read)], deadline: Ins
     let _ = rx.recv_async().await;
 }
 
-async fn wait_on_owner(shard: Rc<Shard>, reads: Vec<(PartitionKey, i64)>, deadline: Instant) {
+async fn wait_on_owner(shard: Rc<Shard>, waits: Vec<(PartitionKey, i64)>, deadline: Instant) {
     loop {
         let generation = shard.data_arrived.generation();
         let ready = {
             let partitions = shard.partitions.borrow();
-            reads.iter().any(|(key, offset)| {
-                partitions
-                    .get(key)
-                    .is_none_or(|p| p.high_watermark > *offset)
-            })
+            waits
+                .iter()
+                .any(|(key, seen)| partitions.get(key).is_none_or(|p| p.high_watermark > *seen))
         };
         let now = Instant::now();
         if ready || now >= deadline {
