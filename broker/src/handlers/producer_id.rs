@@ -22,8 +22,11 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request.transactional_id.is_some() {
-        return refused(ResponseError::CoordinatorNotAvailable.code());
+    match &request.transactional_id {
+        None => {}
+        // Kafka refuses an empty transactional id as an invalid request.
+        Some(id) if id.is_empty() => return refused(ResponseError::InvalidRequest.code()),
+        Some(_) => return refused(ResponseError::CoordinatorNotAvailable.code()),
     }
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
     if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
