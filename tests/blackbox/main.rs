@@ -1,0 +1,33 @@
+//! Black-box tests: start the real `sluice` binary, talk to it with real
+//! Kafka clients (librdkafka through rdkafka) and with hand-built requests
+//! over raw TCP, kill it with SIGKILL, stop it with SIGTERM, restart it, and
+//! check that every acknowledged message comes back exactly once, in order,
+//! at contiguous offsets.
+//!
+//! Layout: [`harness`] runs the broker process and builds clients, [`raw`]
+//! speaks the wire protocol by hand, [`verify`] checks a consumed log against
+//! what was produced and acknowledged (and checks itself on hand-made
+//! logs). The test modules: [`durability`] (loss-report scenarios, kill
+//! mid-produce, prefix-ordered acks, SIGTERM/SIGINT, restart after a
+//! crash), [`features`] (codecs, headers, timestamps, offsets), [`corrupt`]
+//! (bad batches and other bad input), [`shards`] (shard-count guard),
+//! [`pipelining`] (in-order responses, acks=0), [`metadata`] (topic changes
+//! survive crashes) and
+//! [`loss_modes`] (one test per known way brokers like this lose data,
+//! DESIGN.md).
+//!
+//! Every test starts its own broker on a free port with a fresh data
+//! directory under `CARGO_TARGET_TMPDIR`, and every wait has a deadline.
+
+mod harness;
+mod raw;
+mod verify;
+
+mod corrupt;
+mod durability;
+mod features;
+mod hostile;
+mod loss_modes;
+mod metadata;
+mod pipelining;
+mod shards;
