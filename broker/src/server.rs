@@ -214,18 +214,7 @@ async fn expire_producers(shard: Rc<Shard>) {
     let every = (max_idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let stop = shard.shutdown.generation();
     loop {
-        let stopped = futures_lite::future::or(
-            async {
-                glommio::timer::sleep(every).await;
-                false
-            },
-            async {
-                shard.shutdown.changed(stop).await;
-                true
-            },
-        )
-        .await;
-        if stopped {
+        if shard.sleep_or_shutdown(every, stop).await {
             return;
         }
         let expired = shard

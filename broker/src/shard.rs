@@ -145,6 +145,23 @@ impl Shard {
         rx.recv_async().await.ok()
     }
 
+    /// Sleeps for `every`; returns `true` instead when the broker starts
+    /// shutting down (after generation `since` of [`Shard::shutdown`]).
+    /// The heartbeat of the shard's periodic tasks.
+    pub async fn sleep_or_shutdown(&self, every: std::time::Duration, since: u64) -> bool {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(every).await;
+                false
+            },
+            async {
+                self.shutdown.changed(since).await;
+                true
+            },
+        )
+        .await
+    }
+
     /// The stored bytes of a batch: from the fetch buffer, or read from the
     /// WAL (checksum verified) and checked against the index.
     pub async fn batch_bytes(

@@ -261,6 +261,18 @@ pub struct Rec<'a> {
 /// One magic v2 batch (base offset 0, no producer id, base sequence -1) of
 /// `records`.
 pub fn batch(records: &[Rec<'_>], compression: Compression) -> Bytes {
+    producer_batch(records, compression, -1, -1, -1)
+}
+
+/// One magic v2 batch of `records` from producer `producer_id`/`epoch`
+/// whose first record has sequence `first_seq` (-1 and -1, -1: none).
+pub fn producer_batch(
+    records: &[Rec<'_>],
+    compression: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    first_seq: i32,
+) -> Bytes {
     let records: Vec<KRecord> = records
         .iter()
         .enumerate()
@@ -269,13 +281,13 @@ pub fn batch(records: &[Rec<'_>], compression: Compression) -> Bytes {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever offset - sequence
-            // changes; this keeps it constant and the base sequence -1.
-            sequence: i as i32 - 1,
+            // changes; consecutive sequences keep it constant.
+            sequence: first_seq + i as i32,
             timestamp: r.timestamp,
             key: r.key.map(Bytes::copy_from_slice),
             value: r.value.map(Bytes::copy_from_slice),

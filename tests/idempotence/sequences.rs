@@ -5,15 +5,12 @@
 //! INVALID_PRODUCER_EPOCH; an unknown producer is accepted at any sequence,
 //! as Kafka does; producer ids are never handed out twice across restarts.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 
 use crate::harness::{create_topic, Broker, DataDir};
-use crate::raw::{decode_values, RawClient, NONE};
+use crate::raw::{decode_values, producer_batch, RawClient, Rec, NONE};
 
 const TOPIC: &str = "seq";
 const INIT_V: i16 = 4;
@@ -23,34 +20,18 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 /// One batch of `count` records from producer `pid`/`epoch`, sequences
 /// `first_seq..`, values `<pid>-<epoch>-<seq>`.
 fn idempotent_batch(pid: i64, epoch: i16, first_seq: i32, count: i32) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: first_seq + i,
-            timestamp: 1_700_000_000_000,
+    let values: Vec<String> = (first_seq..first_seq + count)
+        .map(|seq| format!("{pid}-{epoch}-{seq}"))
+        .collect();
+    let records: Vec<Rec<'_>> = values
+        .iter()
+        .map(|v| Rec {
             key: None,
-            value: Some(Bytes::from(format!("{pid}-{epoch}-{}", first_seq + i))),
-            headers: IndexMap::new(),
+            value: Some(v.as_bytes()),
+            timestamp: 1_700_000_000_000,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    producer_batch(&records, Compression::None, pid, epoch, first_seq)
 }
 
 fn init_producer_id(client: &mut RawClient, pid: i64, epoch: i16) -> (i64, i16) {

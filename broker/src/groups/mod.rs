@@ -276,18 +276,7 @@ pub fn start(shard: &Rc<Shard>, coordinator: Coordinator) {
 async fn run_timers(shard: Rc<Shard>) {
     let stop = shard.shutdown.generation();
     loop {
-        let stopped = futures_lite::future::or(
-            async {
-                glommio::timer::sleep(TICK).await;
-                false
-            },
-            async {
-                shard.shutdown.changed(stop).await;
-                true
-            },
-        )
-        .await;
-        if stopped {
+        if shard.sleep_or_shutdown(TICK, stop).await {
             // Waiting joins and syncs are told to find the coordinator
             // again, so draining does not wait for rebalance timeouts.
             let code = ResponseError::NotCoordinator.code();
