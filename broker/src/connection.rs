@@ -41,6 +41,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let max_frame = shard.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let in_flight = Rc::new(InFlight::default());
+    let stop = shard.shutdown.generation();
     'conn: loop {
         loop {
             let frame = match frame::split(&mut buf, max_frame) {
@@ -69,9 +70,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let filled = buf.len();
         buf.resize(filled + want, 0);
-        match reader.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.truncate(filled + n),
+        // On shutdown no new request is read; those in flight are answered.
+        let read = futures_lite::future::or(
+            async { Some(reader.read(&mut buf[filled..]).await) },
+            async {
+                shard.shutdown.changed(stop).await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => buf.truncate(filled + n),
+            _ => break,
         }
     }
     drop(queue);

@@ -174,9 +174,33 @@ async fn run_shard(
     shard.apply_metadata(metadata);
 
     let runner = shard.clone();
-    glommio::spawn_local(async move {
-        while let Ok(job) = jobs.recv_async().await {
-            glommio::spawn_local(job(runner.clone())).detach();
+    let jobs_done = glommio::spawn_local(async move {
+        let stopped = runner.stopped.generation();
+        loop {
+            let next = futures_lite::future::or(async { jobs.recv_async().await.ok() }, async {
+                runner.stopped.changed(stopped).await;
+                None
+            })
+            .await;
+            match next {
+                Some(job) => {
+                    let shard = runner.clone();
+                    shard.active_jobs.set(shard.active_jobs.get() + 1);
+                    glommio::spawn_local(async move {
+                        job(shard.clone()).await;
+                        shard.active_jobs.set(shard.active_jobs.get() - 1);
+                        shard.request_done.notify();
+                    })
+                    .detach();
+                }
+                None => break,
+            }
+        }
+        // Work still queued for this stopped shard is dropped, which fails
+        // its callers at once instead of leaving them waiting; once the
+        // receiver is gone, new calls fail at send.
+        while let Ok(job) = jobs.try_recv() {
+            drop(job);
         }
     })
     .detach();
@@ -205,6 +229,11 @@ async fn run_shard(
     }
     drop(listener);
     drain(&shard).await;
+    shard.stopped.notify();
+    let _ = jobs_done.await;
+    // Calls from other shards that are running here must finish: a task
+    // left on a stopped executor would never answer its caller.
+    wait_until_idle(&shard, || shard.active_jobs.get() == 0).await;
     Ok(())
 }
 
@@ -229,8 +258,18 @@ async fn expire_producers(shard: Rc<Shard>) {
 
 /// Waits (up to 10 s) for requests in flight, then syncs the WAL.
 async fn drain(shard: &Rc<Shard>) {
+    wait_until_idle(shard, || shard.active_requests.get() == 0).await;
+    if let Err(e) = shard.wal.sync().await {
+        tracing::error!(shard = shard.id, error = %e, "final WAL sync failed");
+    }
+    tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// Waits until `idle()` holds, re-checking whenever a request or job of
+/// the shard finishes, for 10 s at most.
+async fn wait_until_idle(shard: &Shard, idle: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while shard.active_requests.get() > 0 && std::time::Instant::now() < deadline {
+    while !idle() && std::time::Instant::now() < deadline {
         let g = shard.request_done.generation();
         futures_lite::future::or(
             shard.request_done.changed(g),
@@ -238,10 +277,6 @@ async fn drain(shard: &Rc<Shard>) {
         )
         .await;
     }
-    if let Err(e) = shard.wal.sync().await {
-        tracing::error!(shard = shard.id, error = %e, "final WAL sync failed");
-    }
-    tracing::info!(shard = shard.id, "shard stopped");
 }
 
 /// The shards bind with SO_REUSEPORT, which would let a second broker (or

@@ -74,10 +74,14 @@ pub struct Shard {
     pub controller_lock: glommio::sync::Semaphore,
     /// Requests being handled, for draining on shutdown.
     pub active_requests: Cell<usize>,
+    /// Calls from other shards being run here, for draining on shutdown.
+    pub active_jobs: Cell<usize>,
     /// Woken when a request finishes.
     pub request_done: Notify,
     /// Notified once when the broker shuts down.
     pub shutdown: Notify,
+    /// Notified once this shard has drained and stops taking calls.
+    pub stopped: Notify,
     /// Idempotent-producer state of this shard's partitions.
     pub producers: RefCell<ProducerStates>,
     /// Producer ids to hand out (used on the controller only).
@@ -110,8 +114,10 @@ impl Shard {
             data_arrived: Notify::default(),
             controller_lock: glommio::sync::Semaphore::new(1),
             active_requests: Cell::new(0),
+            active_jobs: Cell::new(0),
             request_done: Notify::default(),
             shutdown: Notify::default(),
+            stopped: Notify::default(),
             producers: RefCell::new(ProducerStates::default()),
             producer_ids: RefCell::new(ProducerIdBlock::default()),
             groups: RefCell::default(),

@@ -266,6 +266,7 @@ async fn wait_for_data(
 }
 
 async fn wait_on_owner(shard: Rc<Shard>, waits: Vec<(PartitionKey, i64)>, deadline: Instant) {
+    let stop = shard.shutdown.generation();
     loop {
         let generation = shard.data_arrived.generation();
         let ready = {
@@ -275,11 +276,15 @@ async fn wait_on_owner(shard: Rc<Shard>, waits: Vec<(PartitionKey, i64)>, deadli
                 .any(|(key, seen)| partitions.get(key).is_none_or(|p| p.high_watermark > *seen))
         };
         let now = Instant::now();
-        if ready || now >= deadline {
+        if ready || now >= deadline || shard.shutdown.generation() != stop {
             return;
         }
+        // Shutting down ends the wait: the fetch answers with what it has.
         futures_lite::future::or(
-            shard.data_arrived.changed(generation),
+            futures_lite::future::or(
+                shard.data_arrived.changed(generation),
+                shard.shutdown.changed(stop),
+            ),
             glommio::timer::sleep(deadline - now),
         )
         .await;
