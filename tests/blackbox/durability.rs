@@ -16,8 +16,8 @@ use std::time::Duration;
 use kafka_protocol::messages::ApiVersionsRequest;
 
 use crate::harness::{
-    consume_to_end, create_topic, produce_range, produce_until, producer, seed, wait_until, Broker,
-    DataDir, Rng,
+    consume_to_end, consumer, create_topic, produce_range, produce_until, producer, seed,
+    wait_until, Broker, DataDir, Rng,
 };
 use crate::raw::RawClient;
 use crate::verify::{check_complete, check_log, Expect};
@@ -312,6 +312,61 @@ fn restart_right_after_kill9_with_an_idle_client_connected() {
         panic!(
             "restart after kill -9 failed (exit {:?}):\n{}",
             e.status, e.stderr
+        );
+    }
+}
+
+/// A tailing consumer keeps long-polling fetches in flight, some of them
+/// waiting on the other shard. SIGTERM must still end the broker promptly:
+/// connections stop taking new requests, waits end on shutdown, and a
+/// shard does not stop while calls from another shard run on it (a task
+/// left on a stopped executor would never answer, holding the other shard's
+/// drain until its 10 s limit).
+#[test]
+fn sigterm_with_tailing_consumers_exits_promptly() {
+    const TOPIC: &str = "tailing";
+    for round in 0..3 {
+        let dir = DataDir::new("sigterm-tail");
+        let mut broker = Broker::start(dir.path(), 2, &[]);
+        create_topic(&broker, TOPIC, 4, &[]);
+        let p = producer(&broker, &[]);
+        produce_range(&p, TOPIC, 4, 0..400, 100);
+        assert!(p.flush(Duration::from_secs(30)), "produce");
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let c = consumer(&broker, &[("fetch.wait.max.ms", "500")]);
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut tpl = rdkafka::TopicPartitionList::new();
+                    for p in 0..4 {
+                        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning)
+                            .expect("tpl");
+                    }
+                    rdkafka::consumer::Consumer::assign(&c, &tpl).expect("assign");
+                    while !stop.load(Ordering::SeqCst) {
+                        let _ = c.poll(Duration::from_millis(50));
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        let started = std::time::Instant::now();
+        let status = broker.sigterm();
+        let took = started.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        for c in consumers {
+            c.join().expect("consumer thread");
+        }
+        assert!(
+            status.success(),
+            "round {round}: exit status {status:?}\n{}",
+            broker.log()
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: SIGTERM took {took:?} with consumers tailing\n{}",
+            broker.log()
         );
     }
 }
