@@ -12,8 +12,6 @@ use std::sync::Arc;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
-pub use kafka_protocol::messages::TopicName;
-
 /// File holding the topics, in the data directory.
 pub const TOPICS_FILE: &str = "topics";
 
