@@ -1,7 +1,9 @@
 //! Command-line flags of `sluice-bench`: one `Opts` struct shared by the
-//! three subcommands, so a produce run and the consume run that checks it
-//! are spelled the same way.
+//! three broker subcommands, so a produce run and the consume run that
+//! checks it are spelled the same way, and `BaselineOpts` for `baseline`,
+//! which talks to no broker.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -9,6 +11,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Messages a produce or e2e run sends when neither `--messages` nor
 /// `--duration` is given.
 pub const DEFAULT_MESSAGES: u64 = 1_000_000;
+
+/// 2^20 bytes: the unit of `--bytes` and the block `baseline` writes and sends.
+pub const MIB: u64 = 1 << 20;
+/// Bytes `baseline` writes to disk without `--bytes`.
+pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
+/// Bytes `baseline` sends over loopback TCP without `--bytes` (more than it
+/// writes: loopback is faster, and a short transfer is mostly ramp-up).
+pub const DEFAULT_TCP_BYTES: u64 = 4 << 30;
 
 /// `sluice-bench`: an rdkafka load generator for any Kafka-compatible broker.
 #[derive(Parser, Debug)]
@@ -27,6 +37,10 @@ pub enum Command {
     Consume(Opts),
     /// Produce and consume at once; latency is send to receipt by the consumer.
     E2e(Opts),
+    /// Measure this machine's limits to read the broker's figures against:
+    /// O_DIRECT write bandwidth, 4 KiB write + fdatasync latency, loopback
+    /// TCP bandwidth.
+    Baseline(BaselineOpts),
 }
 
 impl Command {
@@ -36,12 +50,15 @@ impl Command {
             Command::Produce(_) => "produce",
             Command::Consume(_) => "consume",
             Command::E2e(_) => "e2e",
+            Command::Baseline(_) => "baseline",
         }
     }
 
-    pub fn opts(&self) -> &Opts {
+    /// The broker subcommands' flags; `None` for `baseline`.
+    pub fn opts(&self) -> Option<&Opts> {
         match self {
-            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) => o,
+            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) => Some(o),
+            Command::Baseline(_) => None,
         }
     }
 }
@@ -139,6 +156,65 @@ impl Opts {
     }
 }
 
+/// Flags of `baseline`.
+#[derive(Args, Debug, Clone)]
+pub struct BaselineOpts {
+    /// Directory for the disk measurements' scratch file (created if
+    /// missing; everything created is removed afterwards). Use the file
+    /// system of the broker's data directory.
+    #[arg(long, default_value = "target/baseline", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Bytes written to disk and sent over loopback TCP, with an optional
+    /// K, M or G suffix (2^10, 2^20, 2^30), rounded down to whole MiB
+    /// [default: 1G written, 4G sent].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub bytes: Option<u64>,
+    /// fdatasync latency samples, each a 4 KiB O_DIRECT write then fdatasync.
+    #[arg(long, default_value_t = 2000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub syncs: u64,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BaselineOpts {
+    /// Bytes the disk bandwidth measurement writes: whole MiB.
+    pub fn disk_bytes(&self) -> u64 {
+        self.bytes.unwrap_or(DEFAULT_DISK_BYTES)
+    }
+
+    /// Bytes the loopback TCP measurement sends: whole MiB.
+    pub fn tcp_bytes(&self) -> u64 {
+        self.bytes.unwrap_or(DEFAULT_TCP_BYTES)
+    }
+}
+
+/// `--bytes`: digits with an optional K, M or G suffix (powers of 2, `KiB`
+/// style spellings and lower case accepted), rounded down to whole MiB
+/// because the disk is written in 1 MiB direct-I/O blocks; at least 1 MiB.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a byte count such as 1073741824, 512M or 4GiB");
+    let lower = s.trim().to_ascii_lowercase();
+    // "4gib" -> "4g"; an "ib" with no k, m or g before it is rejected below.
+    let number = lower.strip_suffix("ib").unwrap_or(&lower);
+    let (digits, unit) = match number.as_bytes().last() {
+        Some(b'k') => (&number[..number.len() - 1], 1u64 << 10),
+        Some(b'm') => (&number[..number.len() - 1], 1 << 20),
+        Some(b'g') => (&number[..number.len() - 1], 1 << 30),
+        _ if number.len() == lower.len() => (number, 1),
+        _ => return Err(bad()),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let bytes = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{s:?} is more bytes than fit in 64 bits"))?;
+    if bytes < MIB {
+        return Err(format!("{s:?} is below the 1 MiB block size"));
+    }
+    Ok(bytes / MIB * MIB)
+}
+
 /// `acks`: 0, 1 or all.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -193,14 +269,14 @@ mod tests {
     }
 
     fn opts(args: &[&str]) -> Opts {
-        parse(args).unwrap().command.opts().clone()
+        parse(args).unwrap().command.opts().unwrap().clone()
     }
 
     #[test]
     fn defaults() {
         let cli = parse(&["produce"]).unwrap();
         assert_eq!(cli.command.name(), "produce");
-        let o = cli.command.opts();
+        let o = cli.command.opts().unwrap();
         assert_eq!(o.bootstrap, "127.0.0.1:9092");
         assert_eq!(o.topic, "sluice-bench");
         assert_eq!(o.partitions, 6);
@@ -302,5 +378,68 @@ mod tests {
         assert!(parse(&["produce", "--size", "8"]).is_err());
         assert!(parse(&["produce", "--partitions", "0"]).is_err());
         assert!(parse(&["produce", "--producers", "0"]).is_err());
+    }
+
+    fn baseline(args: &[&str]) -> BaselineOpts {
+        match parse(&[&["baseline"], args].concat()).unwrap().command {
+            Command::Baseline(o) => o,
+            other => panic!("parsed as {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn baseline_defaults_and_flags() {
+        let cli = parse(&["baseline"]).unwrap();
+        assert_eq!(cli.command.name(), "baseline");
+        assert!(cli.command.opts().is_none());
+        let o = baseline(&[]);
+        assert_eq!(o.dir, PathBuf::from("target/baseline"));
+        assert_eq!(o.bytes, None);
+        assert_eq!((o.disk_bytes(), o.tcp_bytes()), (1 << 30, 4 << 30));
+        assert_eq!(o.syncs, 2000);
+        assert!(!o.json);
+
+        let o = baseline(&[
+            "--dir", "/data", "--bytes", "256M", "--syncs", "10", "--json",
+        ]);
+        assert_eq!(o.dir, PathBuf::from("/data"));
+        assert_eq!((o.disk_bytes(), o.tcp_bytes()), (256 << 20, 256 << 20));
+        assert_eq!(o.syncs, 10);
+        assert!(o.json);
+
+        assert!(parse(&["baseline", "--syncs", "0"]).is_err());
+        assert!(parse(&["baseline", "--bytes", "1K"]).is_err());
+        // Broker flags belong to the broker subcommands only.
+        assert!(parse(&["baseline", "--topic", "t"]).is_err());
+    }
+
+    #[test]
+    fn byte_counts() {
+        for (arg, want) in [
+            ("1048576", MIB),
+            ("3000000", 2 * MIB),
+            ("1024k", MIB),
+            ("1024KiB", MIB),
+            ("512M", 512 * MIB),
+            ("512mib", 512 * MIB),
+            (" 4G ", 4 << 30),
+            ("4GiB", 4 << 30),
+        ] {
+            assert_eq!(parse_bytes(arg), Ok(want), "{arg}");
+        }
+        for bad in [
+            "",
+            "G",
+            "1.5G",
+            "1GB",
+            "1ib",
+            "-1G",
+            "1T",
+            "1048575",
+            "0",
+            "99999999999G",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! sluice-bench: an rdkafka load generator for Sluice and any other
 //! Kafka-compatible broker. `produce` measures send-to-delivery-report
 //! latency, `consume` reads a topic back and verifies it, `e2e` measures
-//! send-to-receipt latency. The binary (`src/bin/sluice-bench.rs`) only
-//! parses flags and prints; everything else lives in these modules.
+//! send-to-receipt latency, and `baseline` measures the machine itself
+//! (disk bandwidth, fdatasync latency, loopback TCP) to read those against.
+//! The binary (`src/bin/sluice-bench.rs`) only parses flags and prints;
+//! everything else lives in these modules.
 
 pub mod args;
+pub mod baseline;
 pub mod client;
 pub mod consume;
 pub mod e2e;

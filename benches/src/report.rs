@@ -79,14 +79,16 @@ impl Report {
     }
 }
 
-fn fmt_percentiles(p: &Percentiles) -> String {
+/// "p50 1.500 ms, p90 ..., max 9.000 ms", as every report prints latency.
+pub fn fmt_percentiles(p: &Percentiles) -> String {
     format!(
         "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
         p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
     )
 }
 
-fn percentiles_json(j: &mut JsonObject, prefix: &str, p: &Percentiles) {
+/// The percentiles as `{prefix}p50_ms` ... `{prefix}max_ms` fields.
+pub fn percentiles_json(j: &mut JsonObject, prefix: &str, p: &Percentiles) {
     j.float(&format!("{prefix}p50_ms"), p.p50_ms);
     j.float(&format!("{prefix}p90_ms"), p.p90_ms);
     j.float(&format!("{prefix}p99_ms"), p.p99_ms);

@@ -1,36 +1,33 @@
 //! sluice-bench: `produce | consume | e2e` against any Kafka-compatible
-//! broker. See `sluice-bench --help`; the logic lives in the library
+//! broker, and `baseline` for this machine's own limits. See
+//! `sluice-bench --help`; the logic lives in the library
 //! (`benches/src/lib.rs`).
 
 use clap::Parser;
-use sluice_bench::args::{Cli, Command};
-use sluice_bench::{client, consume, e2e, payload, produce};
+use sluice_bench::args::{Cli, Command, Opts};
+use sluice_bench::client::Result;
+use sluice_bench::report::Report;
+use sluice_bench::{baseline, client, consume, e2e, payload, produce};
 
 fn main() {
     let cli = Cli::parse();
-    let o = cli.command.opts();
-    if let Err(e) = o.validate() {
-        eprintln!("sluice-bench: {e}");
-        std::process::exit(2);
-    }
-    let run_id = payload::new_run_id();
-    let result = (|| {
-        if o.create {
-            client::create_topic(o)?;
-        }
-        match &cli.command {
-            Command::Produce(o) => produce::report(o, run_id),
-            Command::Consume(o) => consume::run(o, run_id),
-            Command::E2e(o) => e2e::run(o, run_id),
-        }
-    })();
+    let result = match &cli.command {
+        Command::Produce(o) => against_broker(o, produce::report),
+        Command::Consume(o) => against_broker(o, consume::run),
+        Command::E2e(o) => against_broker(o, e2e::run),
+        Command::Baseline(o) => baseline::run(o).map(|report| Output {
+            text: report.text(),
+            json: o.json.then(|| report.json()),
+            passed: true,
+        }),
+    };
     match result {
-        Ok(report) => {
-            println!("{}", report.text());
-            if o.json {
-                println!("{}", report.json());
+        Ok(out) => {
+            println!("{}", out.text);
+            if let Some(json) = out.json {
+                println!("{json}");
             }
-            if report.verification.as_ref().is_some_and(|(ok, _)| !ok) {
+            if !out.passed {
                 std::process::exit(1);
             }
         }
@@ -39,4 +36,30 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// What a run prints; a run that did not pass (failed verification) exits 1.
+struct Output {
+    text: String,
+    json: Option<String>,
+    passed: bool,
+}
+
+/// Runs a subcommand that talks to a broker: flags checked first (exit 2),
+/// then the topic created if `--create` asks for it.
+fn against_broker(o: &Opts, run: fn(&Opts, u64) -> Result<Report>) -> Result<Output> {
+    if let Err(e) = o.validate() {
+        eprintln!("sluice-bench: {e}");
+        std::process::exit(2);
+    }
+    let run_id = payload::new_run_id();
+    if o.create {
+        client::create_topic(o)?;
+    }
+    let report = run(o, run_id)?;
+    Ok(Output {
+        text: report.text(),
+        json: o.json.then(|| report.json()),
+        passed: report.verification.as_ref().is_none_or(|(ok, _)| *ok),
+    })
 }
