@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
@@ -20,8 +20,15 @@ use crate::shard::Shard;
 
 /// Requests of one connection being handled at once.
 const MAX_PIPELINED: usize = 1024;
-/// Bytes read from the socket at a time (more when a large frame is pending).
-const READ_CHUNK: usize = 64 * 1024;
+/// Smallest read buffer of a connection; a frame larger than this gets a
+/// buffer of its own size.
+const READ_CHUNK: usize = 256 * 1024;
+/// Fewest bytes a read is offered; a buffer with less room left is replaced.
+const MIN_READ: usize = 16 * 1024;
+/// Read buffers a connection keeps for reuse once their frames are gone,
+/// and the largest it keeps (one for a huge frame is dropped after use).
+const MAX_RETIRED: usize = 8;
+const MAX_RETIRED_SIZE: usize = 4 << 20;
 /// Request bytes of one connection being handled at once; past this the
 /// connection is not read until some finish (one request is always let in).
 const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
@@ -39,12 +46,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (queue, responses) = local_channel::new_bounded::<Response>(MAX_PIPELINED);
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
     let max_frame = shard.config.max_request_bytes;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = ReadBuffer::new();
     let in_flight = Rc::new(InFlight::default());
     let stop = shard.shutdown.generation();
     'conn: loop {
         loop {
-            let frame = match frame::split(&mut buf, max_frame) {
+            let frame = match buf.split_frame(max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
@@ -60,27 +67,24 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break 'conn;
             }
         }
-        // Read at least what the pending frame still needs, in one go.
-        let want = match frame::check(&buf, max_frame) {
-            Ok(None) if buf.len() >= frame::SIZE_PREFIX => {
-                let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize;
-                (size + frame::SIZE_PREFIX - buf.len()).max(READ_CHUNK)
+        // Room for at least what the pending frame still needs, in one read.
+        let data = buf.data();
+        let want = match frame::check(data, max_frame) {
+            Ok(None) if data.len() >= frame::SIZE_PREFIX => {
+                let size = i32::from_be_bytes([data[0], data[1], data[2], data[3]]).max(0) as usize;
+                size + frame::SIZE_PREFIX - data.len()
             }
-            _ => READ_CHUNK,
+            _ => 1,
         };
-        let filled = buf.len();
-        buf.resize(filled + want, 0);
+        let space = buf.space(want);
         // On shutdown no new request is read; those in flight are answered.
-        let read = futures_lite::future::or(
-            async { Some(reader.read(&mut buf[filled..]).await) },
-            async {
-                shard.shutdown.changed(stop).await;
-                None
-            },
-        )
+        let read = futures_lite::future::or(async { Some(reader.read(space).await) }, async {
+            shard.shutdown.changed(stop).await;
+            None
+        })
         .await;
         match read {
-            Some(Ok(n)) if n > 0 => buf.truncate(filled + n),
+            Some(Ok(n)) if n > 0 => buf.filled(n),
             _ => break,
         }
     }
@@ -92,7 +96,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 fn dispatch(
     shard: &Rc<Shard>,
     peer: &str,
-    frame: bytes::Bytes,
+    frame: Bytes,
     in_flight: &Rc<InFlight>,
 ) -> Option<Response> {
     let size = frame.len();
@@ -187,5 +191,209 @@ impl InFlight {
     fn release(&self, size: usize) {
         self.bytes.set(self.bytes.get().saturating_sub(size));
         self.released.notify();
+    }
+}
+
+/// A connection's read buffer. `buf[..filled]` holds bytes read and not yet
+/// split off as frames; the rest of `buf` is space for the next read.
+///
+/// Reads never zero memory: a buffer is zeroed once when it is allocated,
+/// and when it runs out it is retired rather than dropped. Its frames live
+/// on in the requests that hold them; once they are all gone the retired
+/// buffer is taken back whole (zeroing the space before every read, or
+/// allocating fresh memory each time, cost an eighth of the broker's CPU
+/// under load).
+struct ReadBuffer {
+    buf: Chunk,
+    filled: usize,
+    retired: std::collections::VecDeque<Chunk>,
+}
+
+/// One allocation of a read buffer: `bytes` is a view into it, which
+/// starts wherever the frames split off so far end.
+struct Chunk {
+    bytes: BytesMut,
+    /// Address and size of the whole allocation, every byte of which was
+    /// zeroed when it was made.
+    base: usize,
+    size: usize,
+}
+
+impl Chunk {
+    fn new(size: usize) -> Chunk {
+        let bytes = BytesMut::zeroed(size);
+        Chunk {
+            base: bytes.as_ptr() as usize,
+            size,
+            bytes,
+        }
+    }
+
+    /// Takes the whole allocation back once no frame of it is alive, and
+    /// only if it has room for `want` bytes.
+    fn reclaim(&mut self, want: usize) -> bool {
+        self.bytes.clear();
+        if want > self.size || !self.bytes.try_reclaim(want) {
+            return false;
+        }
+        let start = self.bytes.as_ptr() as usize;
+        let initialized = (self.base + self.size).saturating_sub(start);
+        let len = self.bytes.capacity().min(initialized);
+        if start < self.base || len < want {
+            return false;
+        }
+        // SAFETY: `try_reclaim` never allocates, so `bytes` still points into
+        // the allocation made by `Chunk::new`, at or after `base`; all of
+        // `base..base + size` was initialized (zeroed) there and has only
+        // been written since, and `len` stays within both it and capacity.
+        unsafe { self.bytes.set_len(len) };
+        true
+    }
+}
+
+impl ReadBuffer {
+    fn new() -> ReadBuffer {
+        ReadBuffer {
+            buf: Chunk::new(READ_CHUNK),
+            filled: 0,
+            retired: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The bytes read and not yet split off.
+    fn data(&self) -> &[u8] {
+        &self.buf.bytes[..self.filled]
+    }
+
+    /// Detaches the first complete frame's body (after its size prefix)
+    /// without copying; `None` until it is all here.
+    fn split_frame(&mut self, max_frame: usize) -> Result<Option<Bytes>, ProtocolError> {
+        let Some(total) = frame::check(self.data(), max_frame)? else {
+            return Ok(None);
+        };
+        let mut frame = self.buf.bytes.split_to(total);
+        self.filled -= total;
+        frame.advance(frame::SIZE_PREFIX);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Space for the next read, at least `want` bytes. When this buffer has
+    /// too little left, the unsplit bytes move to a retired buffer whose
+    /// frames are all gone, or to a new one.
+    fn space(&mut self, want: usize) -> &mut [u8] {
+        let want = want.max(MIN_READ);
+        if self.buf.bytes.len() - self.filled < want {
+            let need = self.filled + want;
+            let reused = (0..self.retired.len())
+                .find(|&i| self.retired[i].reclaim(need))
+                .and_then(|i| self.retired.remove(i));
+            let mut next = reused.unwrap_or_else(|| Chunk::new(need.max(READ_CHUNK)));
+            next.bytes[..self.filled].copy_from_slice(&self.buf.bytes[..self.filled]);
+            let old = std::mem::replace(&mut self.buf, next);
+            if old.size <= MAX_RETIRED_SIZE {
+                if self.retired.len() == MAX_RETIRED {
+                    self.retired.pop_front();
+                }
+                self.retired.push_back(old);
+            }
+        }
+        &mut self.buf.bytes[self.filled..]
+    }
+
+    /// Counts `n` bytes the last read put into [`ReadBuffer::space`].
+    fn filled(&mut self, n: usize) {
+        self.filled += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Feeds `bytes` in reads of at most `step`, as a socket would.
+    fn feed(rb: &mut ReadBuffer, bytes: &[u8], step: usize, max: usize) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            while let Some(f) = rb.split_frame(max).unwrap() {
+                frames.push(f);
+            }
+            let space = rb.space(1);
+            let n = space.len().min(step).min(bytes.len() - at);
+            space[..n].copy_from_slice(&bytes[at..at + n]);
+            rb.filled(n);
+            at += n;
+        }
+        while let Some(f) = rb.split_frame(max).unwrap() {
+            frames.push(f);
+        }
+        frames
+    }
+
+    #[test]
+    fn frames_survive_buffer_replacement() {
+        // Small frames, then one larger than a whole buffer, then small
+        // again: partial frames move to the new buffer intact.
+        let bodies: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| {
+                let len = if i == 100 {
+                    3 * READ_CHUNK
+                } else {
+                    1000 + i as usize * 37
+                };
+                (0..len).map(|b| (b as u32 ^ i) as u8).collect()
+            })
+            .collect();
+        let stream: Vec<u8> = bodies.iter().flat_map(|b| frame_of(b)).collect();
+        for step in [7, 4096, 100_000] {
+            let mut rb = ReadBuffer::new();
+            let frames = feed(&mut rb, &stream, step, 1 << 30);
+            assert_eq!(frames.len(), bodies.len(), "step {step}");
+            for (f, b) in frames.iter().zip(&bodies) {
+                assert_eq!(&f[..], &b[..], "step {step}");
+            }
+            assert!(rb.data().is_empty());
+        }
+    }
+
+    #[test]
+    fn buffers_are_reused_once_their_frames_are_gone() {
+        let body = vec![7u8; READ_CHUNK / 2];
+        let stream: Vec<u8> = (0..4).flat_map(|_| frame_of(&body)).collect();
+        let mut rb = ReadBuffer::new();
+        let first = rb.buf.base;
+        let held = feed(&mut rb, &stream, usize::MAX, 1 << 30);
+        assert_eq!(held.len(), 4);
+        assert_ne!(rb.buf.base, first, "the first buffer ran out");
+        // While its frames live, the first buffer cannot come back.
+        let again = feed(&mut rb, &stream, usize::MAX, 1 << 30);
+        assert!(rb.retired.iter().any(|c| c.base == first));
+        assert_ne!(rb.buf.base, first);
+        drop(held);
+        drop(again);
+        // Now every buffer switch takes a retired buffer back: no new ones.
+        let known: Vec<usize> = std::iter::once(rb.buf.base)
+            .chain(rb.retired.iter().map(|c| c.base))
+            .collect();
+        for _ in 0..4 {
+            let frames = feed(&mut rb, &stream, usize::MAX, 1 << 30);
+            assert!(frames.iter().all(|f| f[..] == body[..]));
+            assert!(known.contains(&rb.buf.base), "a new buffer was allocated");
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_its_body() {
+        let mut rb = ReadBuffer::new();
+        let space = rb.space(1);
+        space[..4].copy_from_slice(&(1i32 << 20).to_be_bytes());
+        rb.filled(4);
+        assert!(rb.split_frame(1024).is_err());
     }
 }
