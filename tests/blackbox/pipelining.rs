@@ -158,3 +158,28 @@ fn acks_zero_produce_gets_no_response() {
         client.high_watermark(TOPIC, 0)
     );
 }
+
+/// One connection sends 40,000 requests one at a time, so the broker reads
+/// it 40,000 times. Every read used to leave a waker on the shard's
+/// shutdown signal behind; glommio counts a task's wakers in an `i16`, and
+/// the 32,768th panicked the shard. The broker must answer them all and
+/// then still serve a new connection.
+#[test]
+fn a_long_lived_connection_reads_forever() {
+    const TOPIC: &str = "longlived";
+    let dir = DataDir::new("longlived");
+    let broker = Broker::start(dir.path(), 1, &[]);
+    create_topic(&broker, TOPIC, 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    for i in 0..40_000 {
+        let latest = client.high_watermark(TOPIC, 0);
+        assert_eq!(latest, 0, "request {i}");
+    }
+    let mut fresh = RawClient::connect(broker.addr());
+    let response = fresh.call(
+        PRODUCE_V,
+        &produce_request(TOPIC, 0, simple_batch("after", 3), -1),
+    );
+    assert_eq!(single_produce_result(response).error_code, NONE);
+    assert_eq!(client.high_watermark(TOPIC, 0), 3);
+}
