@@ -20,6 +20,9 @@ use crate::partition::PartitionKey;
 use crate::router::{scatter_slots, Slot};
 use crate::shard::Shard;
 
+/// WAL reads of one partition's fetch in flight at once.
+const READS_IN_FLIGHT: usize = 32;
+
 /// One partition's read, sent to its owner.
 #[derive(Clone)]
 struct Read {
@@ -217,15 +220,34 @@ async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal>
     };
     let mut records = BytesMut::new();
     let mut single = None;
-    for entry in &batches {
-        let bytes = shard
-            .batch_bytes(&read.key, entry)
-            .await
-            .map_err(|why| (ResponseError::KafkaStorageError.code(), why))?;
-        if batches.len() == 1 {
-            single = Some(bytes);
-        } else {
-            records.extend_from_slice(&bytes);
+    // Batches not in the fetch buffer are read from the WAL up to
+    // READS_IN_FLIGHT at a time (each read alone waits for the disk).
+    for window in batches.chunks(READS_IN_FLIGHT) {
+        let reads: Vec<_> = window
+            .iter()
+            .map(|entry| {
+                let buffered = shard
+                    .fetch_buffer
+                    .borrow()
+                    .get(&read.key, entry.base_offset);
+                buffered.ok_or_else(|| {
+                    let (shard, key, entry) = (shard.clone(), read.key, *entry);
+                    glommio::spawn_local(async move { shard.batch_bytes(&key, &entry).await })
+                })
+            })
+            .collect();
+        for r in reads {
+            let bytes = match r {
+                Ok(bytes) => bytes,
+                Err(reading) => reading
+                    .await
+                    .map_err(|why| (ResponseError::KafkaStorageError.code(), why))?,
+            };
+            if batches.len() == 1 {
+                single = Some(bytes);
+            } else {
+                records.extend_from_slice(&bytes);
+            }
         }
     }
     Ok(Data {
