@@ -307,7 +307,8 @@ impl Replay {
         }
     }
 
-    /// Logs what was recovered per partition and in total.
+    /// Logs what was recovered in total, and per partition at debug level
+    /// (a line each would flood the log of a broker with many partitions).
     pub fn log(&self, shard: usize, metadata: &Metadata) {
         let names: BTreeMap<[u8; 16], &str> = metadata
             .topics
@@ -317,7 +318,7 @@ impl Replay {
         let mut records = 0;
         for (key, p) in &self.partitions {
             records += p.records;
-            tracing::info!(
+            tracing::debug!(
                 shard,
                 topic = names.get(&key.0).copied().unwrap_or("?"),
                 partition = key.1,
