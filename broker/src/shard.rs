@@ -175,9 +175,24 @@ impl Shard {
         key: &PartitionKey,
         entry: &BatchEntry,
     ) -> Result<Bytes, String> {
-        if let Some(bytes) = self.fetch_buffer.borrow().get(key, entry.base_offset) {
-            return Ok(bytes);
+        match self.buffered_batch(key, entry) {
+            Some(bytes) => Ok(bytes),
+            None => self.read_batch(key, entry).await,
         }
+    }
+
+    /// The batch's bytes if the fetch buffer still holds them.
+    pub fn buffered_batch(&self, key: &PartitionKey, entry: &BatchEntry) -> Option<Bytes> {
+        self.fetch_buffer.borrow().get(key, entry.base_offset)
+    }
+
+    /// Reads the batch from the WAL (checksum verified) and checks it
+    /// against the index.
+    pub async fn read_batch(
+        &self,
+        key: &PartitionKey,
+        entry: &BatchEntry,
+    ) -> Result<Bytes, String> {
         let position = entry.position;
         let frame = self.wal.read(position).await.map_err(|e| e.to_string())?;
         let (stored_key, batch) = parse_batch_frame(frame.payload())

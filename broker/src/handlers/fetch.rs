@@ -226,13 +226,9 @@ async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal>
         let reads: Vec<_> = window
             .iter()
             .map(|entry| {
-                let buffered = shard
-                    .fetch_buffer
-                    .borrow()
-                    .get(&read.key, entry.base_offset);
-                buffered.ok_or_else(|| {
+                shard.buffered_batch(&read.key, entry).ok_or_else(|| {
                     let (shard, key, entry) = (shard.clone(), read.key, *entry);
-                    glommio::spawn_local(async move { shard.batch_bytes(&key, &entry).await })
+                    glommio::spawn_local(async move { shard.read_batch(&key, &entry).await })
                 })
             })
             .collect();
