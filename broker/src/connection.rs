@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
@@ -268,13 +268,11 @@ impl ReadBuffer {
     /// Detaches the first complete frame's body (after its size prefix)
     /// without copying; `None` until it is all here.
     fn split_frame(&mut self, max_frame: usize) -> Result<Option<Bytes>, ProtocolError> {
-        let Some(total) = frame::check(self.data(), max_frame)? else {
-            return Ok(None);
-        };
-        let mut frame = self.buf.bytes.split_to(total);
-        self.filled -= total;
-        frame.advance(frame::SIZE_PREFIX);
-        Ok(Some(frame.freeze()))
+        let frame = frame::split_filled(&mut self.buf.bytes, self.filled, max_frame)?;
+        if let Some(body) = &frame {
+            self.filled -= frame::SIZE_PREFIX + body.len();
+        }
+        Ok(frame)
     }
 
     /// Space for the next read, at least `want` bytes. When this buffer has

@@ -47,7 +47,19 @@ pub fn check(buf: &[u8], max_frame: usize) -> Result<Option<usize>, ProtocolErro
 /// prefix) from `buf` without copying, so decoded requests can hold slices of
 /// it (produce records stay in the buffer the socket filled).
 pub fn split(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>, ProtocolError> {
-    let Some(total) = check(buf, max_frame)? else {
+    let filled = buf.len();
+    split_filled(buf, filled, max_frame)
+}
+
+/// [`split`] for a buffer of which only the first `filled` bytes were read
+/// (the rest is space for the next read); the frame comes off the front, so
+/// `filled` shrinks by the frame's length plus [`SIZE_PREFIX`].
+pub fn split_filled(
+    buf: &mut BytesMut,
+    filled: usize,
+    max_frame: usize,
+) -> Result<Option<Bytes>, ProtocolError> {
+    let Some(total) = check(&buf[..filled], max_frame)? else {
         return Ok(None);
     };
     let mut frame = buf.split_to(total).freeze();
