@@ -53,14 +53,6 @@ impl Command {
             Command::Baseline(_) => "baseline",
         }
     }
-
-    /// The broker subcommands' flags; `None` for `baseline`.
-    pub fn opts(&self) -> Option<&Opts> {
-        match self {
-            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) => Some(o),
-            Command::Baseline(_) => None,
-        }
-    }
 }
 
 /// Flags common to all subcommands (each ignores those it has no use for).
@@ -268,15 +260,23 @@ mod tests {
         Cli::try_parse_from(std::iter::once("sluice-bench").chain(args.iter().copied()))
     }
 
+    /// The flags of a broker subcommand.
+    fn broker_opts(command: &Command) -> Option<&Opts> {
+        match command {
+            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) => Some(o),
+            Command::Baseline(_) => None,
+        }
+    }
+
     fn opts(args: &[&str]) -> Opts {
-        parse(args).unwrap().command.opts().unwrap().clone()
+        broker_opts(&parse(args).unwrap().command).unwrap().clone()
     }
 
     #[test]
     fn defaults() {
         let cli = parse(&["produce"]).unwrap();
         assert_eq!(cli.command.name(), "produce");
-        let o = cli.command.opts().unwrap();
+        let o = broker_opts(&cli.command).unwrap();
         assert_eq!(o.bootstrap, "127.0.0.1:9092");
         assert_eq!(o.topic, "sluice-bench");
         assert_eq!(o.partitions, 6);
@@ -391,7 +391,7 @@ mod tests {
     fn baseline_defaults_and_flags() {
         let cli = parse(&["baseline"]).unwrap();
         assert_eq!(cli.command.name(), "baseline");
-        assert!(cli.command.opts().is_none());
+        assert!(broker_opts(&cli.command).is_none());
         let o = baseline(&[]);
         assert_eq!(o.dir, PathBuf::from("target/baseline"));
         assert_eq!(o.bytes, None);
