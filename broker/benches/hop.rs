@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice::config::ServeArgs;
-use sluice::metadata::Metadata;
+use sluice::groups::{Coordinator, GroupService};
+use sluice::lifecycle::Lifecycle;
+use sluice::log::{Log, LogState};
 use sluice::shard::{Job, Shard};
-use wal_core::{Wal, WalOptions};
+use sluice::shard_id::ShardId;
+use sluice_wal_core::{Wal, WalOptions};
 
 #[derive(Parser)]
 struct Wrapper {
@@ -63,12 +66,17 @@ fn run(spin: Option<Duration>, rounds: usize) -> Vec<f64> {
                     let (wal, _) = Wal::open(&wal_dir, WalOptions::default(), |_| {})
                         .await
                         .unwrap();
+                    let id = ShardId::new(id);
+                    let log = Rc::new(Log::new(wal, LogState::new(id), 1 << 20));
+                    let groups = Rc::new(GroupService::new(Coordinator::default(), log.clone()));
+                    let lifecycle = Rc::new(Lifecycle::default());
                     let shard = Rc::new(Shard::new(
                         id,
                         args,
                         "bench".into(),
-                        wal,
-                        Arc::new(Metadata::default()),
+                        log,
+                        groups,
+                        lifecycle,
                         peers,
                     ));
                     let runner = shard.clone();
@@ -78,13 +86,16 @@ fn run(spin: Option<Duration>, rounds: usize) -> Vec<f64> {
                         }
                     })
                     .detach();
-                    if id == 0 {
+                    if id == ShardId::new(0) {
                         // Let shard 1 start its job runner.
                         glommio::timer::sleep(Duration::from_millis(100)).await;
                         let mut samples = Vec::with_capacity(rounds);
                         for _ in 0..rounds {
                             let t = Instant::now();
-                            shard.call(1, |s| async move { s.id }).await.unwrap();
+                            shard
+                                .call(ShardId::new(1), |s| async move { s.id() })
+                                .await
+                                .unwrap();
                             samples.push(t.elapsed().as_secs_f64() * 1e6);
                         }
                         done.send(samples).unwrap();

@@ -15,7 +15,9 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 use sluice_protocol::{frame, header, versions, ProtocolError, Request};
 
+use crate::context::{RequestContext, Session};
 use crate::handlers::Reply;
+use crate::lifecycle::Lifecycle;
 use crate::shard::Shard;
 
 /// Requests of one connection being handled at once.
@@ -37,18 +39,16 @@ type Response = JoinHandle<Reply>;
 
 /// Serves one connection until the client closes it or sends garbage.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let session = Rc::new(Session::new(stream.peer_addr().ok()));
+    let peer = session.peer_text();
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (queue, responses) = local_channel::new_bounded::<Response>(MAX_PIPELINED);
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
-    let max_frame = shard.config.max_request_bytes;
+    let max_frame = shard.config().max_request_bytes;
     let mut buf = ReadBuffer::new();
     let in_flight = Rc::new(InFlight::default());
-    let stop = shard.shutdown.generation();
+    let stop = shard.lifecycle().shutdown.generation();
     'conn: loop {
         loop {
             let frame = match buf.split_frame(max_frame) {
@@ -60,7 +60,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }
             };
             in_flight.admit(frame.len()).await;
-            let Some(response) = dispatch(&shard, &peer, frame, &in_flight) else {
+            let Some(response) = dispatch(&shard, &session, &peer, frame, &in_flight) else {
                 break 'conn;
             };
             if queue.send(response).await.is_err() {
@@ -79,7 +79,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let space = buf.space(want);
         // On shutdown no new request is read; those in flight are answered.
         let read = futures_lite::future::or(async { Some(reader.read(space).await) }, async {
-            shard.shutdown.changed(stop).await;
+            shard.lifecycle().shutdown.changed(stop).await;
             None
         })
         .await;
@@ -95,6 +95,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// Starts handling one request frame; `None` closes the connection.
 fn dispatch(
     shard: &Rc<Shard>,
+    session: &Rc<Session>,
     peer: &str,
     frame: Bytes,
     in_flight: &Rc<InFlight>,
@@ -113,13 +114,17 @@ fn dispatch(
     };
     match Request::decode(&header, body) {
         Ok(request) => {
-            let shard = shard.clone();
-            shard.active_requests.set(shard.active_requests.get() + 1);
+            let lifecycle = shard.lifecycle().clone();
+            Lifecycle::started(&lifecycle.active_requests);
+            let ctx = RequestContext {
+                shard: shard.clone(),
+                header,
+                session: session.clone(),
+            };
             Some(
                 glommio::spawn_local(async move {
-                    let response = crate::handlers::handle(&shard, &header, request).await;
-                    shard.active_requests.set(shard.active_requests.get() - 1);
-                    shard.request_done.notify();
+                    let response = crate::handlers::handle(&ctx, request).await;
+                    lifecycle.done(&lifecycle.active_requests);
                     release();
                     response
                 })

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sluice_protocol::record_batch::RecordBatch;
-use wal_core::{scan, RecoveryMode};
+use sluice_wal_core::{scan, RecoveryMode};
 
-use crate::shard::{parse_batch_frame, FRAME_RECORD_BATCH};
+use crate::groups::records::{GroupRecord, GROUP_RECORD};
+use crate::layout;
+use crate::log::frame::{parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH};
+use crate::log::PartitionKey;
 
 /// Inspects a WAL directory, or every shard's WAL under a data directory.
 pub fn inspect(dir: &Path, frames: bool) -> Result<(), String> {
@@ -31,15 +34,8 @@ pub fn inspect(dir: &Path, frames: bool) -> Result<(), String> {
 }
 
 fn wal_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    if crate::server::is_data_dir(dir) {
-        let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("reading {}: {e}", dir.display()))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("wal"))
-            .filter(|p| p.is_dir())
-            .collect();
-        shards.sort();
-        return Ok(shards);
+    if layout::is_data_dir(dir) {
+        return layout::wal_dirs(dir);
     }
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
@@ -61,10 +57,10 @@ async fn inspect_one(
     names: &BTreeMap<[u8; 16], String>,
 ) -> Result<(), String> {
     println!("WAL {}", dir.display());
-    let mut partitions: BTreeMap<([u8; 16], i32), Range> = BTreeMap::new();
+    let mut partitions: BTreeMap<PartitionKey, Range> = BTreeMap::new();
     let mut unparsed = 0u64;
     let report = scan(dir, RecoveryMode::SkipCorruption, |f| {
-        let batch = (f.frame_type == FRAME_RECORD_BATCH)
+        let batch = (f.frame_type == RECORD_BATCH.id)
             .then(|| parse_batch_frame(f.payload))
             .flatten()
             .and_then(|(key, bytes)| Some((key, RecordBatch::parse(bytes).ok()?)));
@@ -83,8 +79,8 @@ async fn inspect_one(
                         f.position,
                         f.frame_type,
                         f.payload.len(),
-                        topic_name(names, &key.0),
-                        key.1,
+                        topic_name(names, &key.topic_id),
+                        key.partition,
                         b.base_offset(),
                         b.last_offset(),
                         b.record_count()
@@ -93,9 +89,17 @@ async fn inspect_one(
             }
             None => {
                 unparsed += 1;
-                if list_frames && f.frame_type == crate::shard::FRAME_GROUP {
-                    let record = crate::groups::records::GroupRecord::decode(f.payload);
+                if list_frames && f.frame_type == GROUP_RECORD.id {
+                    let record = GroupRecord::decode(f.payload);
                     println!("  frame @{} type {} len {} group record {record:?}", f.position, f.frame_type, f.payload.len());
+                } else if list_frames && f.frame_type == LOG_START.id {
+                    match parse_log_start(f.payload) {
+                        Some((key, offset)) => println!(
+                            "  frame @{} type {} len {} topic {} partition {} log start {offset}",
+                            f.position, f.frame_type, f.payload.len(), topic_name(names, &key.topic_id), key.partition
+                        ),
+                        None => println!("  frame @{} type {} len {} (short log-start frame)", f.position, f.frame_type, f.payload.len()),
+                    }
                 } else if list_frames {
                     println!("  frame @{} type {} len {} (not a record batch)", f.position, f.frame_type, f.payload.len());
                 }
@@ -138,8 +142,8 @@ async fn inspect_one(
     for (key, r) in &partitions {
         println!(
             "  partition {}/{}: {} batches, {} records, offsets {}..={}",
-            topic_name(names, &key.0),
-            key.1,
+            topic_name(names, &key.topic_id),
+            key.partition,
             r.batches,
             r.records,
             r.first,

@@ -1,23 +1,36 @@
 //! The Sluice broker: shards, the router, request handlers and metadata.
 //!
-//! `server` starts one glommio executor per shard; each shard owns a WAL
-//! (`wal-core`), the partitions assigned to it (`partition`) and accepts
-//! connections (`connection`). A request is split by owning shard
-//! (`router`) and served by `handlers`. Topic metadata is changed by shard 0
-//! (`metadata`) and published to every shard as an immutable snapshot.
+//! `server` starts one glommio executor per shard. Each shard (`shard`)
+//! holds the owners of its work: the partition log (`log`: the WAL handle,
+//! partitions, index, fetch buffer, idempotent producers), the group
+//! coordinator (`groups`), and on shard 0 the controller's state
+//! (`controller`). `recovery` hands every WAL frame to its owner
+//! (`frames`). A connection (`connection`) decodes requests and runs each
+//! handler (`handlers`, one file per API family) with a `context`; handlers
+//! split the work by owning shard (`router`) and call the owners there.
+//! Topic metadata is changed by shard 0 (`controller`, `metadata`) and
+//! published to every shard as an immutable snapshot. Errors are one type
+//! (`error`), mapped to Kafka codes in one place.
 
 pub mod alloc;
 pub mod config;
 pub mod connection;
+pub mod context;
 pub mod controller;
+pub mod error;
+pub mod frames;
 pub mod groups;
 pub mod handlers;
 pub mod inspect;
+pub mod layout;
+pub mod lifecycle;
+pub mod log;
 pub mod logging;
 pub mod metadata;
 pub mod notify;
-pub mod partition;
-pub mod producers;
+pub mod recovery;
 pub mod router;
 pub mod server;
 pub mod shard;
+pub mod shard_id;
+pub mod util;

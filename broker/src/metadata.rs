@@ -5,15 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
-/// File holding the topics, in the data directory.
-pub const TOPICS_FILE: &str = "topics";
+use crate::layout::{write_durably, TOPICS_FILE};
+use crate::log::PartitionKey;
+use crate::shard_id::ShardId;
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct Topic {
     /// Topic id (UUID bytes).
     pub id: [u8; 16],
     /// Owning shard of each partition, by partition index.
-    pub partitions: Vec<usize>,
+    pub partitions: Vec<ShardId>,
     /// Config overrides (`retention.ms=...`); defaults are not stored.
     pub configs: BTreeMap<String, String>,
 }
@@ -42,6 +43,14 @@ impl Topic {
                 .find(|(k, _)| *k == key)
                 .map(|(_, v)| *v)
         })
+    }
+
+    /// The owner of partition `index`, if the topic has it.
+    pub fn owner(&self, index: i32) -> Option<ShardId> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .copied()
     }
 
     /// Whether the broker stamps batches with its own time.
@@ -79,6 +88,11 @@ impl Metadata {
     /// The topic with this id.
     pub fn by_id(&self, id: &[u8; 16]) -> Option<&Arc<Topic>> {
         self.topics.values().find(|t| &t.id == id)
+    }
+
+    /// The shard that owns a partition, if its topic (still) has it.
+    pub fn owner(&self, key: &PartitionKey) -> Option<ShardId> {
+        self.by_id(&key.topic_id)?.owner(key.partition)
     }
 }
 
@@ -178,7 +192,12 @@ pub fn load(data_dir: &Path, shards: usize) -> Result<Metadata, String> {
         let id = unhex(id).ok_or_else(|| bad("bad topic id"))?;
         let partitions = partitions
             .split(',')
-            .map(|s| s.parse::<usize>().ok().filter(|s| *s < shards))
+            .map(|s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|s| *s < shards)
+                    .map(ShardId::new)
+            })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| bad("bad partition shard list"))?;
         let configs = configs
@@ -219,22 +238,6 @@ pub fn persist(data_dir: &Path, metadata: &Metadata) -> Result<(), String> {
     write_durably(&data_dir.join(TOPICS_FILE), text.as_bytes())
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new
-/// content, never a mix.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
-    let mut f = std::fs::File::create(&tmp).map_err(|e| fail("creating", e))?;
-    f.write_all(bytes).map_err(|e| fail("writing", e))?;
-    f.sync_all().map_err(|e| fail("syncing", e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| fail("renaming", e))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| fail("syncing the directory of", e))
-}
-
 /// A `StrBytes` from a `&str` (kafka-protocol's string type).
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
@@ -249,13 +252,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-meta-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut m = Metadata::default();
-        for (name, parts) in [("a", vec![0, 1, 0]), ("b.c_d-e", vec![1])] {
+        for (name, parts) in [("a", [0, 1, 0].as_slice()), ("b.c_d-e", &[1])] {
             let mut configs = BTreeMap::new();
             configs.insert("retention.ms".to_string(), "1000".to_string());
             let t = Topic {
                 name: name.into(),
                 id: new_topic_id(),
-                partitions: parts,
+                partitions: parts.iter().copied().map(ShardId::new).collect(),
                 configs,
             };
             m.topics.insert(name.into(), Arc::new(t));

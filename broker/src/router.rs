@@ -5,13 +5,14 @@
 use std::rc::Rc;
 
 use crate::shard::Shard;
+use crate::shard_id::ShardId;
 
 /// Runs `work` on each owning shard with that shard's items, concurrently,
 /// and returns one result per item in the order of `items`. Items whose
 /// shard has stopped get `gone(item)`.
 pub async fn scatter<I, R, F, Fut>(
     shard: &Rc<Shard>,
-    items: Vec<(usize, I)>,
+    items: Vec<(ShardId, I)>,
     work: F,
     gone: fn(&I) -> R,
 ) -> Vec<R>
@@ -22,7 +23,7 @@ where
     Fut: std::future::Future<Output = Vec<R>> + 'static,
 {
     let count = items.len();
-    let mut groups: Vec<(usize, Vec<usize>, Vec<I>)> = Vec::new();
+    let mut groups: Vec<(ShardId, Vec<usize>, Vec<I>)> = Vec::new();
     for (index, (owner, item)) in items.into_iter().enumerate() {
         match groups.iter_mut().find(|g| g.0 == owner) {
             Some(g) => {
@@ -73,7 +74,7 @@ pub struct Slot<I, E> {
     /// Partition index.
     pub partition: i32,
     /// Owner and item, or the error.
-    pub target: Result<(usize, I), E>,
+    pub target: Result<(ShardId, I), E>,
 }
 
 /// [`scatter`] over the routable slots; one result per slot, in order,

@@ -2,21 +2,21 @@
 //! glommio executor per shard (WAL recovery, then listening with
 //! SO_REUSEPORT), the readiness line, and draining on SIGTERM/SIGINT.
 
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use wal_core::{RecoveryMode, Wal, WalOptions};
 
 use crate::config::ServeArgs;
+use crate::groups::GroupService;
+use crate::layout::{self, CLUSTER_FILE};
+use crate::lifecycle::Lifecycle;
+use crate::log::Log;
 use crate::metadata::{self, Metadata};
-use crate::shard::{Job, Replay, Shard};
-
-/// File in the data directory recording how it was created.
-pub const CLUSTER_FILE: &str = "cluster";
+use crate::shard::{Job, Shard};
+use crate::shard_id::ShardId;
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), String> {
@@ -49,8 +49,16 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         }
         let handle = builder
             .spawn(move || async move {
-                let result =
-                    run_shard(id, args, cluster_id, metadata, rx, peers, ready.clone()).await;
+                let result = run_shard(
+                    ShardId::new(id),
+                    args,
+                    cluster_id,
+                    metadata,
+                    rx,
+                    peers,
+                    ready.clone(),
+                )
+                .await;
                 if let Err(e) = result {
                     let _ = ready.send(Err(format!("shard {id}: {e}")));
                 }
@@ -101,7 +109,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     }
     for tx in &senders {
         let _ = tx.send(Box::new(|shard: Rc<Shard>| {
-            Box::pin(async move { shard.shutdown.notify() })
+            Box::pin(async move { shard.lifecycle().shutdown.notify() })
         }));
     }
     for h in handles {
@@ -116,9 +124,8 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_shard(
-    id: usize,
+    id: ShardId,
     args: Arc<ServeArgs>,
     cluster_id: Arc<str>,
     metadata: Arc<Metadata>,
@@ -126,70 +133,44 @@ async fn run_shard(
     peers: Vec<flume::Sender<Job>>,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
-    let wal_dir = args.data_dir.join(format!("shard-{id}")).join("wal");
-    let opts = WalOptions {
-        segment_size: args.wal_segment_mib.max(1) << 20,
-        max_flushes_in_flight: args.wal_flushes_in_flight.max(1),
-        max_frame_len: args.max_request_bytes + 64,
-        recovery_mode: if args.skip_corruption {
-            RecoveryMode::SkipCorruption
-        } else {
-            RecoveryMode::Strict
-        },
-        ..WalOptions::default()
-    };
-    let mut replay = Replay::default();
-    let (wal, report) = Wal::open(&wal_dir, opts, |frame| replay.frame(id, &metadata, frame))
-        .await
-        .map_err(|e| format!("recovering {}: {e}", wal_dir.display()))?;
-    tracing::info!(
-        shard = id,
-        frames = report.frames,
-        bytes = report.bytes_scanned,
-        segments = report.segments.len(),
-        skipped_corrupt_bytes = report.skipped_bytes(),
-        seconds = report.seconds,
-        "WAL recovered"
-    );
-    replay.log(id, &metadata);
-
+    let recovered = crate::recovery::recover(id, &args, &metadata).await?;
+    let log = Rc::new(Log::new(
+        recovered.wal,
+        recovered.log,
+        args.fetch_buffer_mib << 20,
+    ));
+    let groups = Rc::new(GroupService::new(recovered.groups, log.clone()));
+    let lifecycle = Rc::new(Lifecycle::default());
     let shard = Rc::new(Shard::new(
         id,
         args.clone(),
         cluster_id,
-        wal,
-        metadata.clone(),
+        log,
+        groups,
+        lifecycle.clone(),
         peers,
     ));
-    {
-        let mut partitions = shard.partitions.borrow_mut();
-        for (key, mut p) in replay.partitions {
-            p.high_watermark = p.log_end;
-            partitions.insert(key, p);
-        }
-    }
-    *shard.producers.borrow_mut() = replay.producers;
-    crate::groups::start(&shard, replay.groups);
+    shard.groups().start(id.index(), lifecycle.clone());
     glommio::spawn_local(expire_producers(shard.clone())).detach();
     shard.apply_metadata(metadata);
 
     let runner = shard.clone();
     let jobs_done = glommio::spawn_local(async move {
-        let stopped = runner.stopped.generation();
+        let lifecycle = runner.lifecycle().clone();
+        let stopped = lifecycle.stopped.generation();
         loop {
             let next = futures_lite::future::or(async { jobs.recv_async().await.ok() }, async {
-                runner.stopped.changed(stopped).await;
+                lifecycle.stopped.changed(stopped).await;
                 None
             })
             .await;
             match next {
                 Some(job) => {
-                    let shard = runner.clone();
-                    shard.active_jobs.set(shard.active_jobs.get() + 1);
+                    let (shard, lifecycle) = (runner.clone(), lifecycle.clone());
+                    Lifecycle::started(&lifecycle.active_jobs);
                     glommio::spawn_local(async move {
-                        job(shard.clone()).await;
-                        shard.active_jobs.set(shard.active_jobs.get() - 1);
-                        shard.request_done.notify();
+                        job(shard).await;
+                        lifecycle.done(&lifecycle.active_jobs);
                     })
                     .detach();
                 }
@@ -209,10 +190,10 @@ async fn run_shard(
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let _ = ready.send(Ok(()));
 
-    let stop = shard.shutdown.generation();
+    let stop = lifecycle.shutdown.generation();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            shard.shutdown.changed(stop).await;
+            lifecycle.shutdown.changed(stop).await;
             None
         })
         .await;
@@ -222,57 +203,62 @@ async fn run_shard(
                 glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
             }
             Some(Err(e)) => {
-                tracing::warn!(shard = id, error = %e, "accept failed");
+                tracing::warn!(shard = id.index(), error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     drop(listener);
     drain(&shard).await;
-    shard.stopped.notify();
+    lifecycle.stopped.notify();
     let _ = jobs_done.await;
     // Calls from other shards that are running here must finish: a task
     // left on a stopped executor would never answer its caller.
-    wait_until_idle(&shard, || shard.active_jobs.get() == 0).await;
+    wait_until_idle(&lifecycle, || lifecycle.active_jobs.get() == 0).await;
     Ok(())
 }
 
 /// Forgets idempotent producers idle longer than the expiration time.
 async fn expire_producers(shard: Rc<Shard>) {
-    let max_idle = Duration::from_millis(shard.config.producer_id_expiration_ms);
+    let max_idle = Duration::from_millis(shard.config().producer_id_expiration_ms);
     let every = (max_idle / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    let stop = shard.shutdown.generation();
+    let lifecycle = shard.lifecycle();
+    let stop = lifecycle.shutdown.generation();
     loop {
-        if shard.sleep_or_shutdown(every, stop).await {
+        if lifecycle.sleep_or_shutdown(every, stop).await {
             return;
         }
         let expired = shard
-            .producers
-            .borrow_mut()
-            .expire(std::time::Instant::now(), max_idle);
+            .log()
+            .expire_producers(std::time::Instant::now(), max_idle);
         if expired > 0 {
-            tracing::debug!(shard = shard.id, expired, "idle producer state expired");
+            tracing::debug!(
+                shard = shard.id().index(),
+                expired,
+                "idle producer state expired"
+            );
         }
     }
 }
 
 /// Waits (up to 10 s) for requests in flight, then syncs the WAL.
 async fn drain(shard: &Rc<Shard>) {
-    wait_until_idle(shard, || shard.active_requests.get() == 0).await;
-    if let Err(e) = shard.wal.sync().await {
-        tracing::error!(shard = shard.id, error = %e, "final WAL sync failed");
+    let lifecycle = shard.lifecycle();
+    wait_until_idle(lifecycle, || lifecycle.active_requests.get() == 0).await;
+    if let Err(e) = shard.log().sync().await {
+        tracing::error!(shard = shard.id().index(), error = %e, "final WAL sync failed");
     }
-    tracing::info!(shard = shard.id, "shard stopped");
+    tracing::info!(shard = shard.id().index(), "shard stopped");
 }
 
 /// Waits until `idle()` holds, re-checking whenever a request or job of
 /// the shard finishes, for 10 s at most.
-async fn wait_until_idle(shard: &Shard, idle: impl Fn() -> bool) {
+async fn wait_until_idle(lifecycle: &Lifecycle, idle: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !idle() && std::time::Instant::now() < deadline {
-        let g = shard.request_done.generation();
+        let g = lifecycle.request_done.generation();
         futures_lite::future::or(
-            shard.request_done.changed(g),
+            lifecycle.request_done.changed(g),
             glommio::timer::sleep(Duration::from_millis(50)),
         )
         .await;
@@ -338,7 +324,7 @@ fn cluster_identity(args: &ServeArgs) -> Result<(usize, String), String> {
             let id = metadata::new_topic_id();
             let cluster_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
             let text = format!("shards={shards}\ncluster_id=sluice-{}\n", &cluster_id[..16]);
-            metadata::write_durably(&path, text.as_bytes())?;
+            layout::write_durably(&path, text.as_bytes())?;
             Ok((shards, format!("sluice-{}", &cluster_id[..16])))
         }
         Err(e) => Err(format!("reading {}: {e}", path.display())),
@@ -410,9 +396,4 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<&'static str> 
         libc::SIGINT => Some("SIGINT"),
         _ => None,
     }
-}
-
-/// Whether `dir` looks like a data directory (used by `wal inspect`).
-pub fn is_data_dir(dir: &Path) -> bool {
-    dir.join(CLUSTER_FILE).exists()
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{check_payload, payload, run, scan_all, segment_paths, Frame, Rng, Scratch};
-use wal_core::{RecoveryMode, Wal, WalError, WalOptions};
+use sluice_wal_core::{RecoveryMode, Wal, WalError, WalOptions};
 
 fn opts() -> WalOptions {
     WalOptions {

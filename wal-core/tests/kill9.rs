@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::{check_payload, payload, run, scan_all, Rng, Scratch};
-use wal_core::{RecoveryMode, Wal, WalOptions};
+use sluice_wal_core::{RecoveryMode, Wal, WalOptions};
 
 const CHILD_DIR: &str = "SLUICE_WAL_KILL9_DIR";
 

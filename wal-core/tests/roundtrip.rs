@@ -7,7 +7,7 @@ mod common;
 use std::rc::Rc;
 
 use common::{check_payload, payload, run, scan_all, segment_paths, Rng, Scratch};
-use wal_core::{RecoveryMode, Wal, WalOptions};
+use sluice_wal_core::{RecoveryMode, Wal, WalOptions};
 
 fn small_segments() -> WalOptions {
     WalOptions {

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use glommio::io::{DmaFile, OpenOptions};
-use wal_core::{scan, RecoveryMode, Wal, WalOptions};
+use sluice_wal_core::{scan, RecoveryMode, Wal, WalOptions};
 
 const MIB: usize = 1 << 20;
 /// DMA memory glommio preallocates (what `sluice serve` gives each shard).
@@ -217,7 +217,7 @@ async fn wal_append(
     total: usize,
     window: usize,
     in_flight: usize,
-) -> (f64, wal_core::WalStats) {
+) -> (f64, sluice_wal_core::WalStats) {
     let opts = WalOptions {
         max_flushes_in_flight: in_flight,
         ..WalOptions::default()
@@ -234,7 +234,7 @@ async fn wal_append(
             let mut outstanding = std::collections::VecDeque::new();
             for _ in 0..per_appender {
                 if outstanding.len() == window {
-                    let durable: wal_core::Durable =
+                    let durable: sluice_wal_core::Durable =
                         outstanding.pop_front().expect("window is full");
                     durable.await.expect("durable");
                 }

@@ -1,5 +1,5 @@
 //! The group records a coordinator shard keeps in its WAL (frame type
-//! [`crate::shard::FRAME_GROUP`]): committed offsets, their tombstones,
+//! [`GROUP_RECORD`]): committed offsets, their tombstones,
 //! group tombstones and the last generation of each group. Recovery replays
 //! them in WAL order, so the last record for a key wins.
 //!
@@ -12,6 +12,14 @@
 //! | 2 offset delete | u32 count, then per partition: topic (u16 + UTF-8), partition (i32) |
 //! | 3 group delete | nothing: the group and all its offsets are gone |
 //! | 4 generation | generation (i32), protocol type (i16 length, -1 null, + UTF-8) |
+
+use crate::frames::FrameType;
+
+/// The WAL frame type of group records.
+pub const GROUP_RECORD: FrameType = FrameType {
+    id: 3,
+    name: "group record",
+};
 
 /// Version of the record layout, first byte of every group frame payload.
 const FORMAT_VERSION: u8 = 1;

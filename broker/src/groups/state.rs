@@ -11,14 +11,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use sluice_protocol::kafka_protocol::ResponseError;
-
 use super::records::GroupRecord;
+use crate::error::BrokerError;
+use bytes::Bytes;
 
 /// How long a group that was empty waits for more members before the first
 /// rebalance completes (Kafka's group.initial.rebalance.delay.ms, shorter).
 pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(500);
+
+/// Why a dead group's coordinator answers nothing.
+const DEAD: &str = "the group is being removed";
 
 /// The classic group states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +53,8 @@ impl GroupState {
 /// What a JoinGroup gets back.
 #[derive(Debug, Clone, Default)]
 pub struct JoinResult {
-    /// Kafka error code.
-    pub error: i16,
+    /// Why the request failed, if it did.
+    pub error: Option<BrokerError>,
     /// Generation id (-1 on error).
     pub generation: i32,
     /// The group's protocol type.
@@ -68,9 +70,9 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, code: i16) -> JoinResult {
+    fn error(member_id: &str, error: BrokerError) -> JoinResult {
         JoinResult {
-            error: code,
+            error: Some(error),
             generation: -1,
             member_id: member_id.to_string(),
             ..JoinResult::default()
@@ -81,8 +83,8 @@ impl JoinResult {
 /// What a SyncGroup gets back.
 #[derive(Debug, Clone, Default)]
 pub struct SyncResult {
-    /// Kafka error code.
-    pub error: i16,
+    /// Why the request failed, if it did.
+    pub error: Option<BrokerError>,
     /// The group's protocol type.
     pub protocol_type: Option<String>,
     /// The selected protocol.
@@ -92,16 +94,16 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(code: i16) -> SyncResult {
+    fn error(error: BrokerError) -> SyncResult {
         SyncResult {
-            error: code,
+            error: Some(error),
             ..SyncResult::default()
         }
     }
 }
 
 /// An answer now, or a wait for it.
-pub enum Reply<T> {
+pub enum Answer<T> {
     /// Answered at once.
     Now(T),
     /// Answered when the group gets there.
@@ -199,6 +201,8 @@ pub struct Committed {
     pub metadata: Option<String>,
     /// Commit time, ms since the epoch.
     pub commit_timestamp: i64,
+    /// WAL position of the record that holds it.
+    pub position: u64,
 }
 
 /// One group.
@@ -229,13 +233,11 @@ pub struct Group {
     pub empty_since: i64,
     /// Records to write to the WAL (drained by the coordinator).
     pub outbox: Vec<GroupRecord>,
+    /// WAL position of the record of the last generation, once written.
+    pub generation_position: Option<u64>,
     rebalance_deadline: Option<Instant>,
     join_not_before: Option<Instant>,
     next_join_seq: u64,
-}
-
-fn code(e: ResponseError) -> i16 {
-    e.code()
 }
 
 impl Group {
@@ -254,6 +256,7 @@ impl Group {
             offsets: BTreeMap::new(),
             empty_since: now_ms,
             outbox: Vec::new(),
+            generation_position: None,
             rebalance_deadline: None,
             join_not_before: None,
             next_join_seq: 0,
@@ -325,13 +328,13 @@ impl Group {
     }
 
     /// Handles a JoinGroup.
-    pub fn join(&mut self, req: JoinRequest, now: Instant) -> Reply<JoinResult> {
-        let fail = |code: i16| Reply::Now(JoinResult::error(&req.member_id, code));
+    pub fn join(&mut self, req: JoinRequest, now: Instant) -> Answer<JoinResult> {
+        let fail = |e: BrokerError| Answer::Now(JoinResult::error(&req.member_id, e));
         if self.state == GroupState::Dead {
-            return fail(code(ResponseError::CoordinatorNotAvailable));
+            return fail(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         if !self.supports(&req.protocol_type, &req.protocols) {
-            return fail(code(ResponseError::InconsistentGroupProtocol));
+            return fail(BrokerError::InconsistentGroupProtocol);
         }
         if req.member_id.is_empty() {
             let new_id = format!(
@@ -348,22 +351,19 @@ impl Group {
             if req.require_known_member_id {
                 self.pending
                     .insert(new_id.clone(), now + req.session_timeout);
-                return Reply::Now(JoinResult::error(
-                    &new_id,
-                    code(ResponseError::MemberIdRequired),
-                ));
+                return Answer::Now(JoinResult::error(&new_id, BrokerError::MemberIdRequired));
             }
             return self.add_member(new_id, req, now);
         }
         if self.is_fenced(req.instance_id.as_deref(), &req.member_id) {
-            return fail(code(ResponseError::FencedInstanceId));
+            return fail(BrokerError::FencedInstanceId);
         }
         if self.pending.remove(&req.member_id).is_some() {
             let id = req.member_id.clone();
             return self.add_member(id, req, now);
         }
         let Some(member) = self.members.get(&req.member_id) else {
-            return fail(code(ResponseError::UnknownMemberId));
+            return fail(BrokerError::UnknownMemberId);
         };
         let same_protocols = member.protocols == req.protocols;
         let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
@@ -371,21 +371,21 @@ impl Group {
             GroupState::PreparingRebalance => {
                 let rx = self.update_member(&req, now);
                 self.maybe_complete_join(now);
-                Reply::Wait(rx)
+                Answer::Wait(rx)
             }
             GroupState::CompletingRebalance if same_protocols => {
-                Reply::Now(self.join_result(&req.member_id))
+                Answer::Now(self.join_result(&req.member_id))
             }
             GroupState::Stable if same_protocols && !is_leader => {
-                Reply::Now(self.join_result(&req.member_id))
+                Answer::Now(self.join_result(&req.member_id))
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 let rx = self.update_member(&req, now);
                 self.prepare_rebalance(now);
                 self.maybe_complete_join(now);
-                Reply::Wait(rx)
+                Answer::Wait(rx)
             }
-            GroupState::Empty | GroupState::Dead => fail(code(ResponseError::UnknownMemberId)),
+            GroupState::Empty | GroupState::Dead => fail(BrokerError::UnknownMemberId),
         }
     }
 
@@ -403,7 +403,7 @@ impl Group {
             Vec::new()
         };
         JoinResult {
-            error: 0,
+            error: None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -413,7 +413,7 @@ impl Group {
         }
     }
 
-    fn add_member(&mut self, id: String, req: JoinRequest, now: Instant) -> Reply<JoinResult> {
+    fn add_member(&mut self, id: String, req: JoinRequest, now: Instant) -> Answer<JoinResult> {
         let (tx, rx) = flume::bounded(1);
         if self.members.is_empty() {
             self.protocol_type = Some(req.protocol_type.clone());
@@ -446,7 +446,7 @@ impl Group {
             self.prepare_rebalance(now);
         }
         self.maybe_complete_join(now);
-        Reply::Wait(rx)
+        Answer::Wait(rx)
     }
 
     fn update_member(&mut self, req: &JoinRequest, now: Instant) -> flume::Receiver<JoinResult> {
@@ -455,7 +455,7 @@ impl Group {
             // A retried join supersedes the earlier one, which is told to rejoin.
             m.answer_join(JoinResult::error(
                 &req.member_id,
-                code(ResponseError::RebalanceInProgress),
+                BrokerError::RebalanceInProgress,
             ));
             m.protocols = req.protocols.clone();
             m.session_timeout = req.session_timeout;
@@ -476,13 +476,12 @@ impl Group {
         new_id: String,
         req: JoinRequest,
         now: Instant,
-    ) -> Reply<JoinResult> {
+    ) -> Answer<JoinResult> {
         let Some(mut old) = self.members.remove(old_id) else {
             return self.add_member(new_id, req, now);
         };
-        let fenced = code(ResponseError::FencedInstanceId);
-        old.answer_join(JoinResult::error(old_id, fenced));
-        old.answer_sync(SyncResult::error(fenced));
+        old.answer_join(JoinResult::error(old_id, BrokerError::FencedInstanceId));
+        old.answer_sync(SyncResult::error(BrokerError::FencedInstanceId));
         let old_leader = self.leader.clone().unwrap_or_default();
         if self.leader.as_deref() == Some(old_id) {
             self.leader = Some(new_id.clone());
@@ -511,8 +510,8 @@ impl Group {
                 // No rebalance: the member gets its old assignment from
                 // SyncGroup. The old leader id is returned so that a
                 // returning leader does not run a pointless assignment.
-                Reply::Now(JoinResult {
-                    error: 0,
+                Answer::Now(JoinResult {
+                    error: None,
                     generation: self.generation,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
@@ -529,7 +528,7 @@ impl Group {
                     self.prepare_rebalance(now);
                 }
                 self.maybe_complete_join(now);
-                Reply::Wait(rx)
+                Answer::Wait(rx)
             }
         }
     }
@@ -537,10 +536,9 @@ impl Group {
     /// Starts a rebalance: every member must rejoin.
     pub fn prepare_rebalance(&mut self, now: Instant) {
         if self.state == GroupState::CompletingRebalance {
-            let code = code(ResponseError::RebalanceInProgress);
             for m in self.members.values_mut() {
                 m.assignment = Bytes::new();
-                m.answer_sync(SyncResult::error(code));
+                m.answer_sync(SyncResult::error(BrokerError::RebalanceInProgress));
             }
         }
         self.join_not_before = if self.state == GroupState::Empty {
@@ -598,7 +596,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
-            self.empty_since = super::now_ms();
+            self.empty_since = crate::util::now_ms();
         } else {
             self.protocol_name = self.select_protocol();
             let leader_joined = self
@@ -644,9 +642,8 @@ impl Group {
         let Some(mut m) = self.members.remove(id) else {
             return;
         };
-        let unknown = code(ResponseError::UnknownMemberId);
-        m.answer_join(JoinResult::error(id, unknown));
-        m.answer_sync(SyncResult::error(unknown));
+        m.answer_join(JoinResult::error(id, BrokerError::UnknownMemberId));
+        m.answer_sync(SyncResult::error(BrokerError::UnknownMemberId));
         if let Some(instance) = &m.instance_id {
             if self.static_members.get(instance).is_some_and(|x| x == id) {
                 self.static_members.remove(instance);
@@ -680,34 +677,34 @@ impl Group {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
         now: Instant,
-    ) -> Reply<SyncResult> {
-        let fail = |e: ResponseError| Reply::Now(SyncResult::error(e.code()));
+    ) -> Answer<SyncResult> {
+        let fail = |e: BrokerError| Answer::Now(SyncResult::error(e));
         if self.state == GroupState::Dead {
-            return fail(ResponseError::CoordinatorNotAvailable);
+            return fail(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         if self.is_fenced(instance_id, member_id) {
-            return fail(ResponseError::FencedInstanceId);
+            return fail(BrokerError::FencedInstanceId);
         }
         if !self.members.contains_key(member_id) {
-            return fail(ResponseError::UnknownMemberId);
+            return fail(BrokerError::UnknownMemberId);
         }
         if generation != self.generation {
-            return fail(ResponseError::IllegalGeneration);
+            return fail(BrokerError::IllegalGeneration);
         }
         let (ptype, pname) = protocol;
         if ptype.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
             || pname.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
         {
-            return fail(ResponseError::InconsistentGroupProtocol);
+            return fail(BrokerError::InconsistentGroupProtocol);
         }
         match self.state {
-            GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
-            GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => fail(BrokerError::UnknownMemberId),
+            GroupState::PreparingRebalance => fail(BrokerError::RebalanceInProgress),
             GroupState::Stable => {
                 let m = &mut self.members.get_mut(member_id).expect("checked above");
                 m.last_heartbeat = now;
-                Reply::Now(SyncResult {
-                    error: 0,
+                Answer::Now(SyncResult {
+                    error: None,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
                     assignment: m.assignment.clone(),
@@ -718,7 +715,7 @@ impl Group {
                 {
                     let m = self.members.get_mut(member_id).expect("checked above");
                     m.last_heartbeat = now;
-                    m.answer_sync(SyncResult::error(code(ResponseError::RebalanceInProgress)));
+                    m.answer_sync(SyncResult::error(BrokerError::RebalanceInProgress));
                     m.sync_waiter = Some(tx);
                 }
                 if self.leader.as_deref() == Some(member_id) {
@@ -727,7 +724,7 @@ impl Group {
                     for m in self.members.values_mut() {
                         m.assignment = assignments.remove(&m.id).unwrap_or_default();
                         let result = SyncResult {
-                            error: 0,
+                            error: None,
                             protocol_type: self.protocol_type.clone(),
                             protocol_name: self.protocol_name.clone(),
                             assignment: m.assignment.clone(),
@@ -741,95 +738,100 @@ impl Group {
                         "rebalance: assignment received, group stable"
                     );
                 }
-                Reply::Wait(rx)
+                Answer::Wait(rx)
             }
         }
     }
 
-    /// Handles a Heartbeat; returns the error code.
+    /// Handles a Heartbeat.
     pub fn heartbeat(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
         now: Instant,
-    ) -> i16 {
+    ) -> Result<(), BrokerError> {
         if self.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         if self.is_fenced(instance_id, member_id) {
-            return code(ResponseError::FencedInstanceId);
+            return Err(BrokerError::FencedInstanceId);
         }
         let Some(m) = self.members.get_mut(member_id) else {
-            return code(ResponseError::UnknownMemberId);
+            return Err(BrokerError::UnknownMemberId);
         };
         if generation != self.generation {
-            return code(ResponseError::IllegalGeneration);
+            return Err(BrokerError::IllegalGeneration);
         }
         m.last_heartbeat = now;
         match self.state {
-            GroupState::PreparingRebalance => code(ResponseError::RebalanceInProgress),
-            GroupState::Empty | GroupState::Dead => code(ResponseError::UnknownMemberId),
-            _ => 0,
+            GroupState::PreparingRebalance => Err(BrokerError::RebalanceInProgress),
+            GroupState::Empty | GroupState::Dead => Err(BrokerError::UnknownMemberId),
+            _ => Ok(()),
         }
     }
 
-    /// Handles one member of a LeaveGroup; returns its error code.
-    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> i16 {
+    /// Handles one member of a LeaveGroup.
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
         if self.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         let id = match instance_id {
             Some(instance) if member_id.is_empty() => match self.static_members.get(instance) {
                 Some(id) => id.clone(),
-                None => return code(ResponseError::UnknownMemberId),
+                None => return Err(BrokerError::UnknownMemberId),
             },
             _ => member_id.to_string(),
         };
         if self.is_fenced(instance_id, &id) {
-            return code(ResponseError::FencedInstanceId);
+            return Err(BrokerError::FencedInstanceId);
         }
         if self.pending.remove(&id).is_some() {
             self.maybe_complete_join(now);
-            return 0;
+            return Ok(());
         }
         if !self.members.contains_key(&id) {
-            return code(ResponseError::UnknownMemberId);
+            return Err(BrokerError::UnknownMemberId);
         }
         tracing::info!(group = self.id, member = id, "member left the group");
         self.remove_member(&id, now);
-        0
+        Ok(())
     }
 
-    /// Checks whether an OffsetCommit may be applied; the error code.
+    /// Checks whether an OffsetCommit may be applied.
     pub fn check_commit(
         &mut self,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
         now: Instant,
-    ) -> i16 {
+    ) -> Result<(), BrokerError> {
         if self.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         if self.is_fenced(instance_id, member_id) {
-            return code(ResponseError::FencedInstanceId);
+            return Err(BrokerError::FencedInstanceId);
         }
         if generation < 0 && self.state == GroupState::Empty {
             // A standalone consumer (assign + commit, no membership).
-            return 0;
+            return Ok(());
         }
         if self.state == GroupState::CompletingRebalance {
-            return code(ResponseError::RebalanceInProgress);
+            return Err(BrokerError::RebalanceInProgress);
         }
         let Some(m) = self.members.get_mut(member_id) else {
-            return code(ResponseError::UnknownMemberId);
+            return Err(BrokerError::UnknownMemberId);
         };
         if generation != self.generation {
-            return code(ResponseError::IllegalGeneration);
+            return Err(BrokerError::IllegalGeneration);
         }
         m.last_heartbeat = now;
-        0
+        Ok(())
     }
 
     /// Expels members whose session expired and forgets member ids that were
@@ -857,12 +859,12 @@ impl Group {
         self.maybe_complete_join(now);
     }
 
-    /// Answers every waiting request with `code` (shutdown).
-    pub fn fail_waiters(&mut self, code: i16) {
+    /// Answers every waiting request with `error` (shutdown).
+    pub fn fail_waiters(&mut self, error: BrokerError) {
         for m in self.members.values_mut() {
             let id = m.id.clone();
-            m.answer_join(JoinResult::error(&id, code));
-            m.answer_sync(SyncResult::error(code));
+            m.answer_join(JoinResult::error(&id, error.clone()));
+            m.answer_sync(SyncResult::error(error.clone()));
         }
     }
 
@@ -911,17 +913,17 @@ mod tests {
         }
     }
 
-    fn now_of(r: Reply<JoinResult>) -> JoinResult {
+    fn now_of(r: Answer<JoinResult>) -> JoinResult {
         match r {
-            Reply::Now(r) => r,
-            Reply::Wait(rx) => rx.try_recv().expect("answered"),
+            Answer::Now(r) => r,
+            Answer::Wait(rx) => rx.try_recv().expect("answered"),
         }
     }
 
     /// Joins a new dynamic member through the MEMBER_ID_REQUIRED round trip.
-    fn join_new(g: &mut Group, now: Instant) -> (String, Reply<JoinResult>) {
+    fn join_new(g: &mut Group, now: Instant) -> (String, Answer<JoinResult>) {
         let first = now_of(g.join(req("", None), now));
-        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        assert_eq!(first.error, Some(BrokerError::MemberIdRequired));
         let id = first.member_id;
         let r = g.join(req(&id, None), now);
         (id, r)
@@ -935,12 +937,12 @@ mod tests {
         assert_eq!(g.state, GroupState::PreparingRebalance);
         let (b, rb) = join_new(&mut g, t0);
         // The initial delay holds the first generation back.
-        let Reply::Wait(ra) = ra else { panic!() };
+        let Answer::Wait(ra) = ra else { panic!() };
         assert!(ra.try_recv().is_err());
         g.tick(t0 + INITIAL_REBALANCE_DELAY);
         let ja = ra.try_recv().unwrap();
         let jb = now_of(rb);
-        assert_eq!((ja.error, jb.error), (0, 0));
+        assert_eq!((ja.error, jb.error), (None, None));
         assert_eq!(ja.generation, 1);
         assert_eq!(ja.leader, a);
         assert_eq!(ja.members.len(), 2, "the leader sees every member");
@@ -949,7 +951,7 @@ mod tests {
         assert_eq!(g.state, GroupState::CompletingRebalance);
 
         let t1 = t0 + INITIAL_REBALANCE_DELAY;
-        let Reply::Wait(sb) = g.sync(&b, None, 1, (None, None), vec![], t1) else {
+        let Answer::Wait(sb) = g.sync(&b, None, 1, (None, None), vec![], t1) else {
             panic!()
         };
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
@@ -957,36 +959,36 @@ mod tests {
             (a.clone(), Bytes::from_static(b"A")),
             (b.clone(), Bytes::from_static(b"B")),
         ];
-        let Reply::Wait(sa) = g.sync(&a, None, 1, (None, None), assignments, t1) else {
+        let Answer::Wait(sa) = g.sync(&a, None, 1, (None, None), assignments, t1) else {
             panic!()
         };
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"A"));
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         assert_eq!(g.state, GroupState::Stable);
-        assert_eq!(g.heartbeat(&b, None, 1, t1), 0);
+        assert_eq!(g.heartbeat(&b, None, 1, t1), Ok(()));
         assert_eq!(
             g.heartbeat(&b, None, 0, t1),
-            ResponseError::IllegalGeneration.code()
+            Err(BrokerError::IllegalGeneration)
         );
-        assert_eq!(g.check_commit(&a, None, 1, t1), 0);
+        assert_eq!(g.check_commit(&a, None, 1, t1), Ok(()));
         assert_eq!(
             g.check_commit(&a, None, 0, t1),
-            ResponseError::IllegalGeneration.code()
+            Err(BrokerError::IllegalGeneration)
         );
         assert_eq!(
             g.check_commit("", None, -1, t1),
-            ResponseError::UnknownMemberId.code(),
+            Err(BrokerError::UnknownMemberId),
             "no standalone commits into a live group"
         );
 
-        assert_eq!(g.leave(&b, None, t1), 0);
+        assert_eq!(g.leave(&b, None, t1), Ok(()));
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert_eq!(
             g.heartbeat(&a, None, 1, t1),
-            ResponseError::RebalanceInProgress.code()
+            Err(BrokerError::RebalanceInProgress)
         );
         let ja = now_of(g.join(req(&a, None), t1));
-        assert_eq!((ja.error, ja.generation, ja.members.len()), (0, 2, 1));
+        assert_eq!((ja.error, ja.generation, ja.members.len()), (None, 2, 1));
     }
 
     #[test]
@@ -1004,10 +1006,10 @@ mod tests {
         assert!(g.members.is_empty());
         assert_eq!(g.state, GroupState::Empty);
         assert_eq!(g.generation, 2);
-        assert_eq!(g.check_commit("", None, -1, t1), 0);
+        assert_eq!(g.check_commit("", None, -1, t1), Ok(()));
         assert_eq!(
             g.check_commit(&a, None, 1, t1),
-            ResponseError::UnknownMemberId.code()
+            Err(BrokerError::UnknownMemberId)
         );
     }
 
@@ -1029,20 +1031,21 @@ mod tests {
         assert_eq!(g.state, GroupState::Stable);
 
         let back = now_of(g.join(req("", Some("i1")), t1));
-        assert_eq!(back.error, 0);
+        assert_eq!(back.error, None);
         assert_eq!(back.generation, 1, "no new generation");
         assert_ne!(back.member_id, a);
         assert_eq!(back.leader, a, "the old leader id: no assignment to run");
         assert_eq!(g.state, GroupState::Stable);
-        let Reply::Now(s) = g.sync(&back.member_id, Some("i1"), 1, (None, None), vec![], t1) else {
+        let Answer::Now(s) = g.sync(&back.member_id, Some("i1"), 1, (None, None), vec![], t1)
+        else {
             panic!()
         };
         assert_eq!(s.assignment, Bytes::from_static(b"A"));
         assert_eq!(
             g.heartbeat(&a, Some("i1"), 1, t1),
-            ResponseError::FencedInstanceId.code()
+            Err(BrokerError::FencedInstanceId)
         );
-        assert_eq!(g.heartbeat(&b, None, 1, t1), 0);
+        assert_eq!(g.heartbeat(&b, None, 1, t1), Ok(()));
     }
 
     #[test]
@@ -1066,8 +1069,8 @@ mod tests {
         assert_eq!(g.protocol_name.as_deref(), Some("roundrobin"));
         // "sticky" is not supported by everyone: a member offering only it is refused.
         let r = g.join(with(&["sticky"]), t0);
-        let Reply::Now(r) = r else { panic!() };
-        assert_eq!(r.error, ResponseError::InconsistentGroupProtocol.code());
+        let Answer::Now(r) = r else { panic!() };
+        assert_eq!(r.error, Some(BrokerError::InconsistentGroupProtocol));
     }
 
     #[test]
@@ -1079,7 +1082,7 @@ mod tests {
         other.protocols = vec![("roundrobin".into(), Bytes::new())];
         assert_eq!(
             now_of(g.join(other, t0)).error,
-            ResponseError::InconsistentGroupProtocol.code()
+            Some(BrokerError::InconsistentGroupProtocol)
         );
     }
 }

@@ -3,7 +3,6 @@
 //! with Kafka's default values) and DescribeCluster.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use sluice_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use sluice_protocol::kafka_protocol::messages::create_topics_response::{
@@ -21,10 +20,12 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
-use crate::controller::{self, NewTopic, TopicRef, CONTROLLER_SHARD};
+use crate::context::RequestContext;
+use crate::controller::{self, NewTopic, TopicRef};
 use crate::handlers::NODE_ID;
 use crate::metadata::{str_bytes, TOPIC_DEFAULTS};
 use crate::shard::Shard;
+use crate::shard_id::ShardId;
 
 /// Kafka's ConfigSource values.
 const SOURCE_TOPIC: i8 = 1;
@@ -36,10 +37,10 @@ const RESOURCE_BROKER: i8 = 4;
 
 /// Answers CreateTopics.
 pub async fn create_topics(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext,
     request: CreateTopicsRequest,
-    version: i16,
 ) -> CreateTopicsResponse {
+    let (shard, version) = (&ctx.shard, ctx.version());
     let topics: Vec<NewTopic> = request
         .topics
         .iter()
@@ -64,7 +65,7 @@ pub async fn create_topics(
         .collect();
     let validate_only = request.validate_only;
     let results = shard
-        .call(CONTROLLER_SHARD, move |s| {
+        .call(ShardId::CONTROLLER, move |s| {
             controller::create_topics(s, topics, validate_only)
         })
         .await
@@ -101,9 +102,9 @@ pub async fn create_topics(
                     }
                     r
                 }
-                Some(Err((code, message))) => r
-                    .with_error_code(*code)
-                    .with_error_message(Some(str_bytes(message)))
+                Some(Err(e)) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&e.to_string())))
                     .with_configs(None),
                 None => r
                     .with_error_code(ResponseError::KafkaStorageError.code())
@@ -116,10 +117,10 @@ pub async fn create_topics(
 
 /// Answers DeleteTopics (by name before v6, by name or id from v6).
 pub async fn delete_topics(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext,
     request: DeleteTopicsRequest,
-    version: i16,
 ) -> DeleteTopicsResponse {
+    let (shard, version) = (&ctx.shard, ctx.version());
     let refs: Vec<TopicRef> = if version >= 6 {
         request
             .topics
@@ -138,7 +139,7 @@ pub async fn delete_topics(
     };
     let asked = refs.clone();
     let results = shard
-        .call(CONTROLLER_SHARD, move |s| {
+        .call(ShardId::CONTROLLER, move |s| {
             controller::delete_topics(s, refs)
         })
         .await
@@ -163,10 +164,10 @@ pub async fn delete_topics(
                     } else {
                         uuid::Uuid::nil()
                     }),
-                Some(Err((code, message))) => {
-                    let r = r.with_error_code(*code);
+                Some(Err(e)) => {
+                    let r = r.with_error_code(e.code());
                     if version >= 5 {
-                        r.with_error_message(Some(str_bytes(message)))
+                        r.with_error_message(Some(str_bytes(&e.to_string())))
                     } else {
                         r
                     }
@@ -180,9 +181,10 @@ pub async fn delete_topics(
 
 /// Answers CreatePartitions.
 pub async fn create_partitions(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let shard = &ctx.shard;
     let asks: Vec<(String, i32)> = request
         .topics
         .iter()
@@ -190,7 +192,7 @@ pub async fn create_partitions(
         .collect();
     let validate_only = request.validate_only;
     let results = shard
-        .call(CONTROLLER_SHARD, move |s| {
+        .call(ShardId::CONTROLLER, move |s| {
             controller::create_partitions(s, asks, validate_only)
         })
         .await
@@ -203,9 +205,9 @@ pub async fn create_partitions(
             let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             match results.get(i) {
                 Some(Ok(())) => r,
-                Some(Err((code, message))) => r
-                    .with_error_code(*code)
-                    .with_error_message(Some(str_bytes(message))),
+                Some(Err(e)) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&e.to_string()))),
                 None => r.with_error_code(ResponseError::KafkaStorageError.code()),
             }
         })
@@ -215,7 +217,7 @@ pub async fn create_partitions(
 
 /// Broker configs reported by DescribeConfigs, with their values here.
 fn broker_configs(shard: &Shard) -> BTreeMap<&'static str, String> {
-    let c = &shard.config;
+    let c = shard.config();
     let mut m = BTreeMap::new();
     m.insert(
         "auto.create.topics.enable",
@@ -235,10 +237,10 @@ fn broker_configs(shard: &Shard) -> BTreeMap<&'static str, String> {
 
 /// Answers DescribeConfigs for topic and broker resources.
 pub fn describe_configs(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext,
     request: DescribeConfigsRequest,
-    _version: i16,
 ) -> DescribeConfigsResponse {
+    let shard = &ctx.shard;
     let metadata = shard.metadata();
     let results = request
         .resources
@@ -298,12 +300,12 @@ pub fn describe_configs(
 
 /// Answers DescribeCluster: this one broker, which is also the controller.
 pub fn describe_cluster(
-    shard: &Rc<Shard>,
+    ctx: &RequestContext,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = shard.config.advertised();
+    let (host, port) = ctx.shard.config().advertised();
     DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(&shard.cluster_id))
+        .with_cluster_id(str_bytes(ctx.shard.cluster_id()))
         .with_controller_id(BrokerId(NODE_ID))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(NODE_ID))

@@ -5,59 +5,56 @@
 //!
 //! Sessionless full fetches only: the answer always carries session id 0.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, PartitionData,
 };
 use sluice_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use sluice_protocol::kafka_protocol::ResponseError;
 
-use crate::controller::Refusal;
-use crate::partition::PartitionKey;
+use crate::context::RequestContext;
+use crate::error::BrokerError;
+use crate::log::{Fetched, PartitionKey, ReadRange};
 use crate::router::{scatter_slots, Slot};
-use crate::shard::Shard;
+use crate::shard_id::ShardId;
 
-/// WAL reads of one partition's fetch in flight at once.
-const READS_IN_FLIGHT: usize = 32;
-
-/// One partition's read, sent to its owner.
-#[derive(Clone)]
-struct Read {
-    key: PartitionKey,
-    offset: i64,
-    max_bytes: usize,
-}
-
-/// What the owner read.
+/// What one partition of the response carries.
 #[derive(Debug, Clone)]
-struct Data {
-    error: Option<i16>,
+struct PartitionRead {
+    error: Option<BrokerError>,
     high_watermark: i64,
     log_start: i64,
     records: Bytes,
 }
 
-impl Data {
-    fn error(code: i16) -> Data {
-        Data {
-            error: Some(code),
-            high_watermark: -1,
-            log_start: -1,
-            records: Bytes::new(),
+impl PartitionRead {
+    fn of(read: Result<Fetched, BrokerError>) -> PartitionRead {
+        match read {
+            Ok(f) => PartitionRead {
+                error: None,
+                high_watermark: f.high_watermark,
+                log_start: f.log_start,
+                records: f.records,
+            },
+            Err(e) => PartitionRead {
+                error: Some(e),
+                high_watermark: -1,
+                log_start: -1,
+                records: Bytes::new(),
+            },
         }
     }
 }
 
 /// Answers a Fetch request.
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+    let (shard, version) = (&ctx.shard, ctx.version());
     let deadline =
         Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
     let by_id = version >= 13;
     let metadata = shard.metadata();
-    let mut slots: Vec<Slot<Read, i16>> = Vec::new();
+    let mut slots: Vec<Slot<ReadRange, BrokerError>> = Vec::new();
     for (ti, topic) in request.topics.iter().enumerate() {
         let found = if by_id {
             metadata.by_id(topic.topic_id.as_bytes()).cloned()
@@ -66,18 +63,16 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         };
         for p in &topic.partitions {
             let slot = match &found {
-                None if by_id => Err(ResponseError::UnknownTopicId.code()),
-                None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                Some(t) => match t
-                    .partitions
-                    .get(p.partition as usize)
-                    .filter(|_| p.partition >= 0)
-                {
-                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                None if by_id => Err(BrokerError::UnknownTopicId),
+                None => Err(BrokerError::UnknownTopicOrPartition("unknown topic".into())),
+                Some(t) => match t.owner(p.partition) {
+                    None => Err(BrokerError::UnknownTopicOrPartition(
+                        "unknown partition".into(),
+                    )),
                     Some(owner) => Ok((
-                        *owner,
-                        Read {
-                            key: (t.id, p.partition),
+                        owner,
+                        ReadRange {
+                            key: PartitionKey::new(t.id, p.partition),
                             offset: p.fetch_offset,
                             max_bytes: p.partition_max_bytes.max(0) as usize,
                         },
@@ -91,40 +86,69 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
             });
         }
     }
-    let gone = |_: &Read| Data::error(ResponseError::KafkaStorageError.code());
-    let read = || async {
-        scatter_slots(shard, &slots, read_on_owner, gone)
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let mut owners: Vec<ShardId> = slots
+        .iter()
+        .filter_map(|s| s.target.as_ref().ok().map(|(owner, _)| *owner))
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    // A partition refused before reaching an owner answers at once, as
+    // every error does.
+    let refused = slots.iter().any(|s| s.target.is_err());
+    let read = |min_bytes: usize| {
+        let slots = &slots;
+        async move {
+            scatter_slots(
+                shard,
+                slots,
+                move |s, ranges: Vec<ReadRange>| async move {
+                    let log = s.log().clone();
+                    log.fetch(&ranges, min_bytes, deadline, &s.lifecycle().shutdown)
+                        .await
+                        .into_iter()
+                        .map(PartitionRead::of)
+                        .collect::<Vec<_>>()
+                },
+                |_| PartitionRead::of(Err(BrokerError::ShuttingDown)),
+            )
             .await
             .into_iter()
-            .map(|r| r.unwrap_or_else(Data::error))
-            .collect::<Vec<Data>>()
-    };
-    let mut data = read().await;
-    let min_bytes = request.min_bytes.max(0) as usize;
-    // Long poll: until min_bytes are there or max_wait passes, wait for the
-    // high watermark of any asked partition to move past what was seen.
-    loop {
-        let bytes: usize = data.iter().map(|d| d.records.len()).sum();
-        let waits: Vec<(usize, (PartitionKey, i64))> = slots
-            .iter()
-            .zip(&data)
-            .filter_map(|(slot, d)| {
-                let (owner, read) = slot.target.as_ref().ok()?;
-                Some((*owner, (read.key, read.offset.max(d.high_watermark))))
-            })
-            .collect();
-        if min_bytes == 0
-            || bytes >= min_bytes
-            || data.iter().any(|d| d.error.is_some())
-            || waits.is_empty()
-            || Instant::now() >= deadline
-        {
-            break;
+            .map(|r| r.unwrap_or_else(|e| PartitionRead::of(Err(e))))
+            .collect::<Vec<PartitionRead>>()
         }
-        wait_for_data(shard, waits, deadline).await;
-        data = read().await;
+    };
+    let mut data;
+    if owners.len() == 1 && !refused {
+        // Every partition on one shard: the long poll is one call there.
+        data = read(min_bytes).await;
+    } else {
+        data = read(0).await;
+        // Long poll: until min_bytes are there or max_wait passes, wait for
+        // the high watermark of any asked partition to move past what was
+        // seen, on whichever owner it moves first, then read them all again.
+        loop {
+            let bytes: usize = data.iter().map(|d| d.records.len()).sum();
+            let waits: Vec<(ShardId, (PartitionKey, i64))> = slots
+                .iter()
+                .zip(&data)
+                .filter_map(|(slot, d)| {
+                    let (owner, range) = slot.target.as_ref().ok()?;
+                    Some((*owner, (range.key, range.offset.max(d.high_watermark))))
+                })
+                .collect();
+            if min_bytes == 0
+                || bytes >= min_bytes
+                || data.iter().any(|d| d.error.is_some())
+                || waits.is_empty()
+                || Instant::now() >= deadline
+            {
+                break;
+            }
+            wait_for_data(ctx, waits, deadline).await;
+            data = read(0).await;
+        }
     }
-
     // The request-wide byte limit: keep whole partitions while they fit,
     // and always the first non-empty one.
     let mut budget = request.max_bytes.max(0) as usize;
@@ -158,7 +182,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         topics[slot.topic].partitions.push(
             PartitionData::default()
                 .with_partition_index(slot.partition)
-                .with_error_code(d.error.unwrap_or(0))
+                .with_error_code(BrokerError::code_of(d.error.as_ref()))
                 .with_high_watermark(d.high_watermark)
                 .with_last_stable_offset(d.high_watermark)
                 .with_log_start_offset(d.log_start)
@@ -170,98 +194,14 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         .with_responses(topics)
 }
 
-/// On the owning shard: the stored batches from each read's offset.
-async fn read_on_owner(shard: Rc<Shard>, reads: Vec<Read>) -> Vec<Data> {
-    let mut out = Vec::with_capacity(reads.len());
-    for read in reads {
-        out.push(
-            read_partition(&shard, &read)
-                .await
-                .unwrap_or_else(|(code, why)| {
-                    if code == ResponseError::KafkaStorageError.code() {
-                        tracing::error!(error = why, "fetch read failed");
-                    }
-                    Data::error(code)
-                }),
-        );
-    }
-    out
-}
-
-async fn read_partition(shard: &Rc<Shard>, read: &Read) -> Result<Data, Refusal> {
-    // Which batches, decided without awaiting.
-    let (batches, high_watermark, log_start) = {
-        let partitions = shard.partitions.borrow();
-        let p = partitions.get(&read.key).ok_or((
-            ResponseError::UnknownTopicOrPartition.code(),
-            "partition is not on this shard".to_string(),
-        ))?;
-        if read.offset < p.log_start || read.offset > p.high_watermark {
-            return Err((
-                ResponseError::OffsetOutOfRange.code(),
-                format!(
-                    "offset {} outside [{}, {}]",
-                    read.offset, p.log_start, p.high_watermark
-                ),
-            ));
-        }
-        let mut batches = Vec::new();
-        let mut total = 0usize;
-        for entry in &p.index[p.batch_at(read.offset)..] {
-            if entry.base_offset >= p.high_watermark
-                || (total > 0 && total + entry.size as usize > read.max_bytes)
-            {
-                break;
-            }
-            total += entry.size as usize;
-            batches.push(*entry);
-        }
-        (batches, p.high_watermark, p.log_start)
-    };
-    let mut records = BytesMut::new();
-    let mut single = None;
-    // Batches not in the fetch buffer are read from the WAL up to
-    // READS_IN_FLIGHT at a time (each read alone waits for the disk).
-    for window in batches.chunks(READS_IN_FLIGHT) {
-        let reads: Vec<_> = window
-            .iter()
-            .map(|entry| {
-                shard.buffered_batch(&read.key, entry).ok_or_else(|| {
-                    let (shard, key, entry) = (shard.clone(), read.key, *entry);
-                    glommio::spawn_local(async move { shard.read_batch(&key, &entry).await })
-                })
-            })
-            .collect();
-        for r in reads {
-            let bytes = match r {
-                Ok(bytes) => bytes,
-                Err(reading) => reading
-                    .await
-                    .map_err(|why| (ResponseError::KafkaStorageError.code(), why))?,
-            };
-            if batches.len() == 1 {
-                single = Some(bytes);
-            } else {
-                records.extend_from_slice(&bytes);
-            }
-        }
-    }
-    Ok(Data {
-        error: None,
-        high_watermark,
-        log_start,
-        records: single.unwrap_or_else(|| records.freeze()),
-    })
-}
-
 /// Waits until the high watermark of any `(partition, seen)` moves past
 /// `seen` on its owner, or the deadline passes.
 async fn wait_for_data(
-    shard: &Rc<Shard>,
-    waits: Vec<(usize, (PartitionKey, i64))>,
+    ctx: &RequestContext,
+    waits: Vec<(ShardId, (PartitionKey, i64))>,
     deadline: Instant,
 ) {
-    let mut owners: Vec<usize> = waits.iter().map(|(o, _)| *o).collect();
+    let mut owners: Vec<ShardId> = waits.iter().map(|(o, _)| *o).collect();
     owners.sort_unstable();
     owners.dedup();
     let (tx, rx) = flume::bounded::<()>(owners.len());
@@ -271,40 +211,18 @@ async fn wait_for_data(
             .filter(|(o, _)| *o == owner)
             .map(|(_, w)| *w)
             .collect();
-        let (shard, tx) = (shard.clone(), tx.clone());
+        let (shard, tx) = (ctx.shard.clone(), tx.clone());
         glommio::spawn_local(async move {
             shard
-                .call(owner, move |s| wait_on_owner(s, mine, deadline))
+                .call(owner, move |s| async move {
+                    s.log()
+                        .wait_for_data(&mine, deadline, &s.lifecycle().shutdown)
+                        .await
+                })
                 .await;
             let _ = tx.send(());
         })
         .detach();
     }
     let _ = rx.recv_async().await;
-}
-
-async fn wait_on_owner(shard: Rc<Shard>, waits: Vec<(PartitionKey, i64)>, deadline: Instant) {
-    let stop = shard.shutdown.generation();
-    loop {
-        let generation = shard.data_arrived.generation();
-        let ready = {
-            let partitions = shard.partitions.borrow();
-            waits
-                .iter()
-                .any(|(key, seen)| partitions.get(key).is_none_or(|p| p.high_watermark > *seen))
-        };
-        let now = Instant::now();
-        if ready || now >= deadline || shard.shutdown.generation() != stop {
-            return;
-        }
-        // Shutting down ends the wait: the fetch answers with what it has.
-        futures_lite::future::or(
-            futures_lite::future::or(
-                shard.data_arrived.changed(generation),
-                shard.shutdown.changed(stop),
-            ),
-            glommio::timer::sleep(deadline - now),
-        )
-        .await;
-    }
 }

@@ -10,13 +10,14 @@ use sluice_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use sluice_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use sluice_protocol::kafka_protocol::ResponseError;
 
 use sluice_protocol::kafka_protocol::records::RecordBatchDecoder;
 use sluice_protocol::kafka_protocol::records::TimestampType;
 use sluice_protocol::RecordBatch;
 
-use crate::partition::PartitionKey;
+use crate::context::RequestContext;
+use crate::error::BrokerError;
+use crate::log::PartitionKey;
 use crate::router::{scatter_slots, Slot};
 use crate::shard::Shard;
 
@@ -25,28 +26,31 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 /// (offset, timestamp) for one partition and query, on its owner.
-async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64), i16> {
-    let batch = {
-        let partitions = shard.partitions.borrow();
-        let p = partitions
-            .get(key)
-            .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
-        match ts {
-            LATEST => return Ok((p.high_watermark, -1)),
-            EARLIEST => return Ok((p.log_start, -1)),
-            MAX_TIMESTAMP => return Ok(p.max_timestamp().unwrap_or((-1, -1))),
-            t if t < 0 => return Err(ResponseError::InvalidRequest.code()),
-            t => match p.batch_for_time(t) {
-                Some(batch) => batch,
-                None => return Ok((-1, -1)),
-            },
+async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64), BrokerError> {
+    let log = shard.log();
+    let offsets = log.offsets(key)?;
+    match ts {
+        LATEST => return Ok((offsets.high_watermark, -1)),
+        EARLIEST => return Ok((offsets.log_start, -1)),
+        MAX_TIMESTAMP => return Ok(offsets.max_timestamp.unwrap_or((-1, -1))),
+        t if t < 0 => {
+            return Err(BrokerError::InvalidRequest(format!(
+                "timestamp {t} is not a time or a known query"
+            )))
         }
-    };
-    let bytes = shard.batch_bytes(key, &batch).await.map_err(|why| {
-        tracing::error!(error = why, "ListOffsets read failed");
-        ResponseError::KafkaStorageError.code()
+        _ => {}
+    }
+    let found = log.batch_for_time(key, ts).await.inspect_err(|e| {
+        if let BrokerError::Storage(why) = e {
+            tracing::error!(error = why, "ListOffsets read failed");
+        }
     })?;
-    Ok(first_record_at(bytes, ts).unwrap_or((batch.base_offset, batch.max_timestamp)))
+    Ok(match found {
+        Some((batch, bytes)) => {
+            first_record_at(bytes, ts).unwrap_or((batch.base_offset, batch.max_timestamp))
+        }
+        None => (-1, -1),
+    })
 }
 
 /// Offset and timestamp of the first record of `batch` stamped at or after
@@ -64,23 +68,21 @@ fn first_record_at(mut batch: bytes::Bytes, ts: i64) -> Option<(i64, i64)> {
 }
 
 /// Answers a ListOffsets request.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    request: ListOffsetsRequest,
-    _version: i16,
-) -> ListOffsetsResponse {
+pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let shard = &ctx.shard;
     let metadata = shard.metadata();
-    let mut slots: Vec<Slot<(PartitionKey, i64), i16>> = Vec::new();
+    let mut slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = Vec::new();
     for (ti, topic) in request.topics.iter().enumerate() {
         let found = metadata.topics.get(topic.name.0.as_str());
         for p in &topic.partitions {
-            let slot = match found
-                .and_then(|t| t.partitions.get(p.partition_index as usize).map(|o| (t, o)))
-            {
-                Some((t, owner)) if p.partition_index >= 0 => {
-                    Ok((*owner, ((t.id, p.partition_index), p.timestamp)))
-                }
-                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+            let slot = match found.and_then(|t| Some((t, t.owner(p.partition_index)?))) {
+                Some((t, owner)) => Ok((
+                    owner,
+                    (PartitionKey::new(t.id, p.partition_index), p.timestamp),
+                )),
+                None => Err(BrokerError::UnknownTopicOrPartition(
+                    "unknown partition".into(),
+                )),
             };
             slots.push(Slot {
                 topic: ti,
@@ -99,7 +101,7 @@ pub async fn handle(
             }
             answers
         },
-        |_| Err(ResponseError::KafkaStorageError.code()),
+        |_| Err(BrokerError::ShuttingDown),
     )
     .await;
     let mut topics: Vec<ListOffsetsTopicResponse> = request
@@ -113,7 +115,7 @@ pub async fn handle(
             .partitions
             .push(match answer.and_then(|a| a) {
                 Ok((offset, timestamp)) => r.with_offset(offset).with_timestamp(timestamp),
-                Err(code) => r.with_error_code(code),
+                Err(e) => r.with_error_code(e.code()),
             });
     }
     ListOffsetsResponse::default().with_topics(topics)

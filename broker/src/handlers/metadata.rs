@@ -1,8 +1,6 @@
 //! Metadata: brokers, topics, partitions and their (only) leader. Missing
 //! topics are auto-created when allowed.
 
-use std::rc::Rc;
-
 use sluice_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -11,23 +9,24 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
+use crate::context::RequestContext;
 use crate::controller::ensure_topics;
 use crate::handlers::NODE_ID;
 use crate::metadata::{invalid_topic_name, str_bytes, Topic};
-use crate::shard::Shard;
 
 /// A topic asked for that is not there: error code, name and id as asked.
 type Unknown = (i16, Option<TopicName>, uuid::Uuid);
 
 /// Answers a Metadata request.
-pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = shard.config.advertised();
+pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let (shard, version) = (&ctx.shard, ctx.version());
+    let (host, port) = shard.config().advertised();
     let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
             .with_host(str_bytes(&host))
             .with_port(port)])
-        .with_cluster_id(Some(str_bytes(&shard.cluster_id)))
+        .with_cluster_id(Some(str_bytes(shard.cluster_id())))
         .with_controller_id(BrokerId(NODE_ID));
 
     let metadata = shard.metadata();

@@ -1,6 +1,12 @@
-//! Request handlers, one file per Kafka API family. Each builds the
-//! response struct; this module encodes it with the right header version.
-//! Errors are mapped to Kafka error codes here, at the handler boundary.
+//! Request handlers, one file per Kafka API family. Each translates its
+//! Kafka request into calls on the owning shard's log, group service or
+//! the controller, and builds the response struct; this module encodes it
+//! with the right header version. Domain errors ([`crate::error::BrokerError`])
+//! become Kafka error codes here, at the handler boundary.
+//!
+//! A new API: add it to `supported_apis!` (protocol/src/versions.rs), give
+//! it a file here (or a function in its family's file) taking the
+//! [`RequestContext`], and a line in [`handle`].
 
 pub mod admin;
 pub mod fetch;
@@ -10,13 +16,11 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 
-use std::rc::Rc;
-
 use bytes::BytesMut;
 use sluice_protocol::kafka_protocol::protocol::{Encodable, HeaderVersion};
 use sluice_protocol::{frame, versions, Request, RequestHeader};
 
-use crate::shard::Shard;
+use crate::context::RequestContext;
 
 /// What goes back on the connection for one request.
 pub enum Reply {
@@ -29,37 +33,36 @@ pub enum Reply {
 }
 
 /// Handles one decoded request.
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Request) -> Reply {
-    let v = header.api_version;
+pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
+    let header = &ctx.header;
     match request {
         Request::ApiVersions(_) => encode(header, &versions::api_versions_response()),
-        Request::Metadata(r) => encode(header, &metadata::handle(shard, r, v).await),
-        Request::Produce(r) => match produce::handle(shard, r, v).await {
+        Request::Metadata(r) => encode(header, &metadata::handle(ctx, r).await),
+        Request::Produce(r) => match produce::handle(ctx, r).await {
             Some(response) => encode(header, &response),
             None => Reply::Nothing,
         },
-        Request::Fetch(r) => encode(header, &fetch::handle(shard, r, v).await),
-        Request::ListOffsets(r) => encode(header, &list_offsets::handle(shard, r, v).await),
-        Request::CreateTopics(r) => encode(header, &admin::create_topics(shard, r, v).await),
-        Request::DeleteTopics(r) => encode(header, &admin::delete_topics(shard, r, v).await),
-        Request::CreatePartitions(r) => encode(header, &admin::create_partitions(shard, r).await),
-        Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(shard, r, v)),
-        Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(shard, r)),
-        Request::InitProducerId(r) => encode(header, &producer_id::handle(shard, r).await),
-        Request::FindCoordinator(r) => encode(header, &groups::find_coordinator(shard, r, v)),
-        Request::JoinGroup(r) => {
-            let client_id = header.client_id.as_deref().unwrap_or("").to_string();
-            encode(header, &groups::join_group(shard, r, v, client_id).await)
+        Request::Fetch(r) => encode(header, &fetch::handle(ctx, r).await),
+        Request::ListOffsets(r) => encode(header, &list_offsets::handle(ctx, r).await),
+        Request::CreateTopics(r) => encode(header, &admin::create_topics(ctx, r).await),
+        Request::DeleteTopics(r) => encode(header, &admin::delete_topics(ctx, r).await),
+        Request::CreatePartitions(r) => encode(header, &admin::create_partitions(ctx, r).await),
+        Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(ctx, r)),
+        Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(ctx, r)),
+        Request::InitProducerId(r) => encode(header, &producer_id::handle(ctx, r).await),
+        Request::FindCoordinator(r) => {
+            encode(header, &groups::membership::find_coordinator(ctx, r))
         }
-        Request::SyncGroup(r) => encode(header, &groups::sync_group(shard, r, v).await),
-        Request::Heartbeat(r) => encode(header, &groups::heartbeat(shard, r).await),
-        Request::LeaveGroup(r) => encode(header, &groups::leave_group(shard, r, v).await),
-        Request::OffsetCommit(r) => encode(header, &groups::offset_commit(shard, r).await),
-        Request::OffsetFetch(r) => encode(header, &groups::offset_fetch(shard, r, v).await),
-        Request::ListGroups(r) => encode(header, &groups::list_groups(shard, r, v).await),
-        Request::DescribeGroups(r) => encode(header, &groups::describe_groups(shard, r, v).await),
-        Request::DeleteGroups(r) => encode(header, &groups::delete_groups(shard, r).await),
-        Request::OffsetDelete(r) => encode(header, &groups::offset_delete(shard, r).await),
+        Request::JoinGroup(r) => encode(header, &groups::membership::join_group(ctx, r).await),
+        Request::SyncGroup(r) => encode(header, &groups::membership::sync_group(ctx, r).await),
+        Request::Heartbeat(r) => encode(header, &groups::membership::heartbeat(ctx, r).await),
+        Request::LeaveGroup(r) => encode(header, &groups::membership::leave_group(ctx, r).await),
+        Request::OffsetCommit(r) => encode(header, &groups::offsets::offset_commit(ctx, r).await),
+        Request::OffsetFetch(r) => encode(header, &groups::offsets::offset_fetch(ctx, r).await),
+        Request::OffsetDelete(r) => encode(header, &groups::offsets::offset_delete(ctx, r).await),
+        Request::ListGroups(r) => encode(header, &groups::admin::list_groups(ctx, r).await),
+        Request::DescribeGroups(r) => encode(header, &groups::admin::describe_groups(ctx, r).await),
+        Request::DeleteGroups(r) => encode(header, &groups::admin::delete_groups(ctx, r).await),
     }
 }
 

@@ -8,27 +8,24 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use sluice_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
-use sluice_protocol::kafka_protocol::ResponseError;
-use sluice_protocol::record_batch::{produce_batch, set_base_offset, set_log_append_time};
-use wal_core::Durable;
 
-use crate::controller::{ensure_topics, Refusal};
+use crate::context::RequestContext;
+use crate::controller::ensure_topics;
+use crate::error::BrokerError;
+use crate::log::{AppendConfig, PartitionKey};
 use crate::metadata::{str_bytes, Topic};
-use crate::partition::{BatchEntry, PartitionKey};
-use crate::producers::{Check, ProducerBatch};
 use crate::router::{scatter_slots, Slot};
-use crate::shard::{batch_frame_header, Shard, FRAME_RECORD_BATCH};
+use crate::shard::Shard;
 
-/// One partition's part of a produce request, sent to its owner.
+/// One partition's batch of a produce request, sent to its owner.
 #[derive(Clone)]
-struct Part {
+struct PartitionBatch {
     topic: Arc<Topic>,
     partition: i32,
     records: Option<Bytes>,
@@ -37,16 +34,16 @@ struct Part {
 
 /// What the owner answers for one partition.
 #[derive(Debug, Clone)]
-struct Outcome {
-    error: Option<Refusal>,
+struct PartitionAnswer {
+    error: Option<BrokerError>,
     base_offset: i64,
     log_append_time: i64,
     log_start: i64,
 }
 
-impl Outcome {
-    fn refused(error: Refusal) -> Outcome {
-        Outcome {
+impl PartitionAnswer {
+    fn refused(error: BrokerError) -> PartitionAnswer {
+        PartitionAnswer {
             error: Some(error),
             base_offset: -1,
             log_append_time: -1,
@@ -56,11 +53,8 @@ impl Outcome {
 }
 
 /// Answers a Produce request; `None` for acks=0.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    request: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Option<ProduceResponse> {
+    let (shard, version) = (&ctx.shard, ctx.version());
     let acks = request.acks;
     let by_id = version >= 13;
     let names: Vec<String> = if by_id {
@@ -75,7 +69,7 @@ pub async fn handle(
     let metadata = ensure_topics(shard, names).await;
 
     // Every partition in request order: its owner and part, or an error now.
-    let mut slots: Vec<Slot<Part, Refusal>> = Vec::new();
+    let mut slots: Vec<Slot<PartitionBatch, BrokerError>> = Vec::new();
     for (ti, topic) in request.topic_data.iter().enumerate() {
         let found = if by_id {
             metadata.by_id(topic.topic_id.as_bytes()).cloned()
@@ -84,28 +78,18 @@ pub async fn handle(
         };
         for p in &topic.partition_data {
             let slot = if !matches!(acks, -1..=1) {
-                Err((
-                    ResponseError::InvalidRequiredAcks.code(),
-                    format!("acks must be -1, 0 or 1, got {acks}"),
-                ))
+                Err(BrokerError::InvalidRequiredAcks(acks))
             } else {
                 match &found {
-                    None if by_id => Err((
-                        ResponseError::UnknownTopicId.code(),
-                        "unknown topic id".into(),
-                    )),
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        "unknown topic".into(),
-                    )),
-                    Some(t) => match t.partitions.get(p.index as usize).filter(|_| p.index >= 0) {
-                        None => Err((
-                            ResponseError::UnknownTopicOrPartition.code(),
+                    None if by_id => Err(BrokerError::UnknownTopicId),
+                    None => Err(BrokerError::UnknownTopicOrPartition("unknown topic".into())),
+                    Some(t) => match t.owner(p.index) {
+                        None => Err(BrokerError::UnknownTopicOrPartition(
                             "unknown partition".into(),
                         )),
                         Some(owner) => Ok((
-                            *owner,
-                            Part {
+                            owner,
+                            PartitionBatch {
                                 topic: t.clone(),
                                 partition: p.index,
                                 records: p.records.clone(),
@@ -122,11 +106,8 @@ pub async fn handle(
             });
         }
     }
-    let outcomes = scatter_slots(shard, &slots, append_on_owner, |_| {
-        Outcome::refused((
-            ResponseError::KafkaStorageError.code(),
-            "shard stopped".into(),
-        ))
+    let answers = scatter_slots(shard, &slots, append_on_owner, |_| {
+        PartitionAnswer::refused(BrokerError::Storage("shard stopped".into()))
     })
     .await;
     if acks == 0 {
@@ -145,18 +126,18 @@ pub async fn handle(
                 .with_topic_id(t.topic_id)
         })
         .collect();
-    for (slot, outcome) in slots.iter().zip(outcomes) {
-        let outcome = outcome.unwrap_or_else(Outcome::refused);
+    for (slot, answer) in slots.iter().zip(answers) {
+        let answer = answer.unwrap_or_else(PartitionAnswer::refused);
         let index = slot.partition;
         let mut r = PartitionProduceResponse::default()
             .with_index(index)
-            .with_base_offset(outcome.base_offset)
-            .with_log_append_time_ms(outcome.log_append_time)
-            .with_log_start_offset(outcome.log_start);
-        if let Some((code, message)) = outcome.error {
-            r = r.with_error_code(code);
+            .with_base_offset(answer.base_offset)
+            .with_log_append_time_ms(answer.log_append_time)
+            .with_log_start_offset(answer.log_start);
+        if let Some(error) = answer.error {
+            r = r.with_error_code(error.code());
             if version >= 8 {
-                r = r.with_error_message(Some(str_bytes(&message)));
+                r = r.with_error_message(Some(str_bytes(&error.to_string())));
             }
         }
         responses[slot.topic].partition_responses.push(r);
@@ -164,169 +145,44 @@ pub async fn handle(
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// On the owning shard: append every part (in order), then wait until each
-/// is durable and move the high watermarks (acks=0: without waiting).
-async fn append_on_owner(shard: Rc<Shard>, parts: Vec<Part>) -> Vec<Outcome> {
-    let submitted: Vec<Result<Submitted, Refusal>> =
-        parts.iter().map(|p| submit(&shard, p)).collect();
-    let mut outcomes = Vec::with_capacity(parts.len());
-    for (part, s) in parts.iter().zip(submitted) {
-        let s = match s {
+/// On the owning shard: append every batch (in order, without awaiting,
+/// so offsets follow WAL order), then wait until each is durable (acks=0:
+/// without waiting).
+async fn append_on_owner(shard: Rc<Shard>, batches: Vec<PartitionBatch>) -> Vec<PartitionAnswer> {
+    let log = shard.log();
+    let appended: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let key = PartitionKey::new(b.topic.id, b.partition);
+            let records = b.records.as_deref().unwrap_or_default();
+            log.append(key, records, AppendConfig::of(&b.topic))
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(batches.len());
+    for (batch, appending) in batches.iter().zip(appended) {
+        let appending = match appending {
             Err(e) => {
-                outcomes.push(Outcome::refused(e));
+                answers.push(PartitionAnswer::refused(e));
                 continue;
             }
-            Ok(s) => s,
+            Ok(a) => a,
         };
-        let outcome = Outcome {
+        let answer = PartitionAnswer {
             error: None,
-            base_offset: s.base_offset,
-            log_append_time: s.log_append_time,
-            log_start: s.log_start,
+            base_offset: appending.base_offset,
+            log_append_time: appending.log_append_time,
+            log_start: appending.log_start,
         };
-        if part.acks == 0 {
-            glommio::spawn_local(commit(shard.clone(), s)).detach();
-            outcomes.push(outcome);
+        if batch.acks == 0 {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_durable(appending).await }).detach();
+            answers.push(answer);
         } else {
-            outcomes.push(match commit(shard.clone(), s).await {
-                Ok(()) => outcome,
-                Err(e) => Outcome::refused(e),
+            answers.push(match log.wait_durable(appending).await {
+                Ok(()) => answer,
+                Err(e) => PartitionAnswer::refused(e),
             });
         }
     }
-    outcomes
-}
-
-/// A batch handed to the WAL (or found there already), not yet durable.
-struct Submitted {
-    key: PartitionKey,
-    base_offset: i64,
-    next_offset: i64,
-    log_append_time: i64,
-    log_start: i64,
-    /// `None` for a retried batch of an idempotent producer that is stored
-    /// already: it is acknowledged once everything before now is durable.
-    durable: Option<Durable>,
-}
-
-/// Validates the batch, assigns its offsets and hands it to the WAL. No
-/// await: offsets and WAL positions are given out in one step.
-fn submit(shard: &Shard, part: &Part) -> Result<Submitted, Refusal> {
-    let key = (part.topic.id, part.partition);
-    let records = part.records.as_deref().unwrap_or_default();
-    let batch = produce_batch(records).map_err(|e| (e.error_code(), e.to_string()))?;
-    let max_bytes: usize = part
-        .topic
-        .config("max.message.bytes")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_048_588);
-    if batch.size() > max_bytes {
-        return Err((
-            ResponseError::MessageTooLarge.code(),
-            format!(
-                "batch of {} bytes exceeds max.message.bytes {max_bytes}",
-                batch.size()
-            ),
-        ));
-    }
-    let count = i64::from(batch.last_offset_delta()) + 1;
-    let max_timestamp = batch.max_timestamp();
-    let mut partitions = shard.partitions.borrow_mut();
-    let partition = partitions.get_mut(&key).ok_or((
-        ResponseError::UnknownTopicOrPartition.code(),
-        "partition is not on this shard".to_string(),
-    ))?;
-    let producer = ProducerBatch::of(&batch);
-    if let Some(pb) = &producer {
-        if batch.is_transactional() {
-            return Err((
-                ResponseError::InvalidTxnState.code(),
-                "transactions are not supported".to_string(),
-            ));
-        }
-        let check = shard.producers.borrow().check(key, pb)?;
-        if let Check::Duplicate { base_offset } = check {
-            tracing::debug!(
-                producer_id = pb.pid,
-                first_seq = pb.first_seq,
-                base_offset,
-                "duplicate batch answered with its offsets"
-            );
-            return Ok(Submitted {
-                key,
-                base_offset,
-                next_offset: base_offset,
-                log_append_time: -1,
-                log_start: partition.log_start,
-                durable: None,
-            });
-        }
-    }
-    let mut bytes = BytesMut::from(batch.as_bytes());
-    let base_offset = partition.log_end;
-    let corrupt = |e: sluice_protocol::BatchError| (e.error_code(), e.to_string());
-    set_base_offset(&mut bytes, base_offset).map_err(corrupt)?;
-    let (log_append_time, max_timestamp) = if part.topic.log_append_time() {
-        let now = now_ms();
-        set_log_append_time(&mut bytes, now).map_err(corrupt)?;
-        (now, now)
-    } else {
-        (-1, max_timestamp)
-    };
-    let bytes = bytes.freeze();
-    let appended = shard
-        .wal
-        .submit(FRAME_RECORD_BATCH, &[&batch_frame_header(&key), &bytes])
-        .map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-    partition.push(BatchEntry {
-        base_offset,
-        last_offset: base_offset + count - 1,
-        position: appended.position,
-        size: bytes.len() as u32,
-        max_timestamp,
-    });
-    let log_start = partition.log_start;
-    drop(partitions);
-    if let Some(pb) = &producer {
-        shard
-            .producers
-            .borrow_mut()
-            .record(key, pb, base_offset, Instant::now());
-    }
-    shard
-        .fetch_buffer
-        .borrow_mut()
-        .insert(key, base_offset, bytes);
-    Ok(Submitted {
-        key,
-        base_offset,
-        next_offset: base_offset + count,
-        log_append_time,
-        log_start,
-        durable: Some(appended.durable),
-    })
-}
-
-/// Waits until the batch is durable, then moves the high watermark.
-async fn commit(shard: Rc<Shard>, s: Submitted) -> Result<(), Refusal> {
-    let durable = match s.durable {
-        Some(durable) => durable.await,
-        None => shard.wal.sync().await,
-    };
-    durable.map_err(|e| (ResponseError::KafkaStorageError.code(), e.to_string()))?;
-    let moved = shard
-        .partitions
-        .borrow_mut()
-        .get_mut(&s.key)
-        .is_some_and(|p| p.advance_high_watermark(s.next_offset));
-    if moved {
-        shard.data_arrived.notify();
-    }
-    Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    answers
 }

@@ -4,18 +4,19 @@
 //! supported: a transactional id is answered as Kafka does while its
 //! transaction coordinator is unavailable.
 
-use std::rc::Rc;
-
 use sluice_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
-use crate::controller::CONTROLLER_SHARD;
-use crate::shard::Shard;
+use crate::context::RequestContext;
+use crate::shard_id::ShardId;
 
 /// Answers InitProducerId.
-pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    ctx: &RequestContext,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let refused = |code: i16| {
         InitProducerIdResponse::default()
             .with_error_code(code)
@@ -34,10 +35,11 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
             .with_producer_id(ProducerId(pid))
             .with_producer_epoch(epoch + 1);
     }
-    let allocated = shard
-        .call(CONTROLLER_SHARD, |s| async move {
-            let data_dir = s.config.data_dir.clone();
-            s.producer_ids.borrow_mut().allocate(&data_dir)
+    let allocated = ctx
+        .shard
+        .call(ShardId::CONTROLLER, |s| async move {
+            let data_dir = s.config().data_dir.clone();
+            s.controller().producer_ids.borrow_mut().allocate(&data_dir)
         })
         .await;
     match allocated {
@@ -45,7 +47,7 @@ pub async fn handle(shard: &Rc<Shard>, request: InitProducerIdRequest) -> InitPr
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Some(Err(e)) => {
-            tracing::error!(error = e, "cannot allocate a producer id");
+            tracing::error!(error = %e, "cannot allocate a producer id");
             refused(ResponseError::KafkaStorageError.code())
         }
         None => refused(ResponseError::KafkaStorageError.code()),

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wal_core::{scan, RecoveryMode, RecoveryReport};
+use sluice_wal_core::{scan, RecoveryMode, RecoveryReport};
 
 /// Runs `fut` to completion on a fresh glommio executor.
 pub fn run<F, T>(fut: F) -> T
@@ -107,7 +107,7 @@ pub struct Frame {
 pub async fn scan_all(
     dir: &Path,
     mode: RecoveryMode,
-) -> wal_core::Result<(Vec<Frame>, RecoveryReport)> {
+) -> sluice_wal_core::Result<(Vec<Frame>, RecoveryReport)> {
     let mut frames = Vec::new();
     let report = scan(dir, mode, |f| {
         frames.push(Frame {

@@ -1,15 +1,27 @@
-//! One partition's log on its owning shard: offsets, the index from offset
-//! to WAL position, and the shard's fetch buffer of recent batches.
+//! One partition's log on its owning shard: offsets, and the index from
+//! offset to WAL position.
 //!
 //! Offsets are assigned when a batch is handed to the WAL (log end offset);
 //! the high watermark moves only once the batch is durable, and never back.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+/// A partition: its topic's id and its index in the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    /// Topic id (UUID bytes).
+    pub topic_id: [u8; 16],
+    /// Partition index.
+    pub partition: i32,
+}
 
-use bytes::Bytes;
-
-/// Identifies a partition inside a shard: topic id and partition index.
-pub type PartitionKey = ([u8; 16], i32);
+impl PartitionKey {
+    /// Partition `partition` of topic `topic_id`.
+    pub fn new(topic_id: [u8; 16], partition: i32) -> PartitionKey {
+        PartitionKey {
+            topic_id,
+            partition,
+        }
+    }
+}
 
 /// Where one batch lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,8 @@ pub struct Partition {
     pub index: Vec<BatchEntry>,
     /// Records appended, for the counts in logs.
     pub records: u64,
+    /// WAL position of the log-start frame that set `log_start`, if one did.
+    pub log_start_position: Option<u64>,
 }
 
 impl Partition {
@@ -52,6 +66,19 @@ impl Partition {
         self.log_end = entry.last_offset + 1;
         self.records += (entry.last_offset - entry.base_offset + 1) as u64;
         self.index.push(entry);
+    }
+
+    /// Moves the log start up to `offset` (never down, never past the log
+    /// end) and forgets the batches wholly below it.
+    pub fn trim(&mut self, offset: i64) {
+        if offset <= self.log_start {
+            return;
+        }
+        self.log_start = offset;
+        self.log_end = self.log_end.max(offset);
+        self.high_watermark = self.high_watermark.max(offset);
+        let below = self.batch_at(offset);
+        self.index.drain(..below);
     }
 
     /// Moves the high watermark up to `offset` (never down).
@@ -80,71 +107,6 @@ impl Partition {
             .take_while(|b| b.base_offset < self.high_watermark)
             .max_by_key(|b| (b.max_timestamp, std::cmp::Reverse(b.base_offset)))
             .map(|b| (b.base_offset, b.max_timestamp))
-    }
-}
-
-/// The shard's budget of recent batches kept in memory, so consumers at the
-/// tail are served without touching the disk. Oldest batches go first.
-#[derive(Debug, Default)]
-pub struct FetchBuffer {
-    budget: usize,
-    used: usize,
-    batches: HashMap<PartitionKey, BTreeMap<i64, Bytes>>,
-    order: VecDeque<(PartitionKey, i64, usize)>,
-}
-
-impl FetchBuffer {
-    /// A buffer holding at most `budget` bytes.
-    pub fn new(budget: usize) -> FetchBuffer {
-        FetchBuffer {
-            budget,
-            ..FetchBuffer::default()
-        }
-    }
-
-    /// Keeps `batch` (starting at `base_offset`), evicting the oldest batches
-    /// beyond the budget.
-    pub fn insert(&mut self, key: PartitionKey, base_offset: i64, batch: Bytes) {
-        let len = batch.len();
-        if len > self.budget {
-            return;
-        }
-        self.used += len;
-        self.batches
-            .entry(key)
-            .or_default()
-            .insert(base_offset, batch);
-        self.order.push_back((key, base_offset, len));
-        while self.used > self.budget {
-            let Some((k, base, len)) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(map) = self.batches.get_mut(&k) {
-                if map.remove(&base).is_some() {
-                    self.used -= len;
-                }
-                if map.is_empty() {
-                    self.batches.remove(&k);
-                }
-            }
-        }
-    }
-
-    /// The batch starting at `base_offset`, if still buffered.
-    pub fn get(&self, key: &PartitionKey, base_offset: i64) -> Option<Bytes> {
-        self.batches.get(key)?.get(&base_offset).cloned()
-    }
-
-    /// Drops every batch of a partition (its topic was deleted).
-    pub fn forget(&mut self, key: &PartitionKey) {
-        if let Some(map) = self.batches.remove(key) {
-            self.used -= map.values().map(Bytes::len).sum::<usize>();
-        }
-    }
-
-    /// Bytes held.
-    pub fn used(&self) -> usize {
-        self.used
     }
 }
 
@@ -180,19 +142,9 @@ mod tests {
         assert_eq!(p.batch_for_time(25).map(|b| b.base_offset), Some(5));
         assert_eq!(p.batch_for_time(31), None);
         assert_eq!(p.max_timestamp(), Some((5, 30)));
-    }
-
-    #[test]
-    fn fetch_buffer_evicts_oldest_within_budget() {
-        let mut b = FetchBuffer::new(250);
-        let k = ([1; 16], 0);
-        for base in 0..5 {
-            b.insert(k, base, Bytes::from(vec![0u8; 100]));
-        }
-        assert!(b.used() <= 250);
-        assert!(b.get(&k, 0).is_none());
-        assert!(b.get(&k, 4).is_some());
-        b.forget(&k);
-        assert_eq!(b.used(), 0);
+        p.trim(7);
+        assert_eq!((p.log_start, p.index.len(), p.batch_at(7)), (7, 1, 0));
+        p.trim(3);
+        assert_eq!(p.log_start, 7, "never backwards");
     }
 }

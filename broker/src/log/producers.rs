@@ -6,17 +6,15 @@
 //! The state is rebuilt from the WAL on recovery (every stored batch
 //! carries its producer id, epoch and sequences), so a retry that arrives
 //! after a crash and restart is still recognised. Producer ids come from a
-//! durable counter on the controller and are never reused.
+//! durable counter on the controller (`controller::producer_ids`).
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice_protocol::kafka_protocol::ResponseError;
 use sluice_protocol::RecordBatch;
 
-use crate::controller::Refusal;
-use crate::partition::PartitionKey;
+use super::partition::PartitionKey;
+use crate::error::BrokerError;
 
 /// Batches remembered per producer and partition (Kafka's max in flight).
 pub const CACHED_BATCHES: usize = 5;
@@ -38,7 +36,7 @@ struct Entry {
 
 /// What to do with an incoming batch of an idempotent producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
+pub enum SequenceCheck {
     /// New and in sequence: append it.
     Append,
     /// Already stored: answer with these offsets, store nothing.
@@ -95,7 +93,11 @@ pub struct ProducerStates {
 
 impl ProducerStates {
     /// Decides about a batch of producer `pid` (epoch, sequences) for `key`.
-    pub fn check(&self, key: PartitionKey, b: &ProducerBatch) -> Result<Check, Refusal> {
+    pub fn check(
+        &self,
+        key: PartitionKey,
+        b: &ProducerBatch,
+    ) -> Result<SequenceCheck, BrokerError> {
         let ProducerBatch {
             pid,
             epoch,
@@ -105,7 +107,7 @@ impl ProducerStates {
         let Some(entry) = self.entries.get(&(pid, key)) else {
             // Unknown producer (new, or its state expired): any sequence is
             // accepted, as Kafka does since KIP-360.
-            return Ok(Check::Append);
+            return Ok(SequenceCheck::Append);
         };
         if epoch == entry.epoch {
             if let Some(b) = entry
@@ -113,40 +115,33 @@ impl ProducerStates {
                 .iter()
                 .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
             {
-                return Ok(Check::Duplicate {
+                return Ok(SequenceCheck::Duplicate {
                     base_offset: b.base_offset,
                 });
             }
         }
         if epoch < entry.epoch {
-            return Err((
-                ResponseError::InvalidProducerEpoch.code(),
-                format!(
-                    "producer {pid} epoch {epoch} is older than the current epoch {}",
-                    entry.epoch
-                ),
-            ));
+            return Err(BrokerError::InvalidProducerEpoch(format!(
+                "producer {pid} epoch {epoch} is older than the current epoch {}",
+                entry.epoch
+            )));
         }
         if epoch > entry.epoch {
             if first_seq != 0 {
-                return Err((
-                    ResponseError::OutOfOrderSequenceNumber.code(),
-                    format!("producer {pid} new epoch {epoch} must start at sequence 0, got {first_seq}"),
-                ));
+                return Err(BrokerError::OutOfOrderSequence(format!(
+                    "producer {pid} new epoch {epoch} must start at sequence 0, got {first_seq}"
+                )));
             }
-            return Ok(Check::Append);
+            return Ok(SequenceCheck::Append);
         }
         let last = entry.batches.back().map_or(-1, |b| b.last_seq);
         if !in_sequence(last, first_seq) {
-            return Err((
-                ResponseError::OutOfOrderSequenceNumber.code(),
-                format!(
-                    "producer {pid} sent sequence {first_seq}, expected {}",
-                    last.wrapping_add(1)
-                ),
-            ));
+            return Err(BrokerError::OutOfOrderSequence(format!(
+                "producer {pid} sent sequence {first_seq}, expected {}",
+                last.wrapping_add(1)
+            )));
         }
-        Ok(Check::Append)
+        Ok(SequenceCheck::Append)
     }
 
     /// Remembers a batch that was appended at `base_offset`.
@@ -201,50 +196,16 @@ impl ProducerStates {
     }
 }
 
-/// Producer ids are handed out from blocks; the end of the current block is
-/// persisted before any id of it is used, so no id is reused after a crash.
-#[derive(Debug, Default)]
-pub struct ProducerIdBlock {
-    next: i64,
-    end: i64,
-}
-
-/// Ids per persisted block.
-const ID_BLOCK: i64 = 1000;
-/// File in the data directory holding the first id not yet handed out.
-pub const PRODUCER_IDS_FILE: &str = "producer_ids";
-
-impl ProducerIdBlock {
-    /// A fresh producer id (blocking file I/O once per block).
-    pub fn allocate(&mut self, data_dir: &Path) -> Result<i64, String> {
-        if self.next >= self.end {
-            let path = data_dir.join(PRODUCER_IDS_FILE);
-            let start = match std::fs::read_to_string(&path) {
-                Ok(text) => text
-                    .trim()
-                    .strip_prefix("next=")
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .ok_or_else(|| format!("{} is damaged", path.display()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-                Err(e) => return Err(format!("reading {}: {e}", path.display())),
-            }
-            .max(self.end);
-            let end = start + ID_BLOCK;
-            crate::metadata::write_durably(&path, format!("next={end}\n").as_bytes())?;
-            self.next = start;
-            self.end = end;
-        }
-        let id = self.next;
-        self.next += 1;
-        Ok(id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const K: PartitionKey = ([7; 16], 0);
+    use sluice_protocol::kafka_protocol::ResponseError;
+
+    const K: PartitionKey = PartitionKey {
+        topic_id: [7; 16],
+        partition: 0,
+    };
 
     fn pb(pid: i64, epoch: i16, first_seq: i32, last_seq: i32) -> ProducerBatch {
         ProducerBatch {
@@ -259,25 +220,25 @@ mod tests {
     fn duplicates_gaps_and_epochs() {
         let now = Instant::now();
         let mut s = ProducerStates::default();
-        assert_eq!(s.check(K, &pb(1, 0, 0, 4)), Ok(Check::Append));
+        assert_eq!(s.check(K, &pb(1, 0, 0, 4)), Ok(SequenceCheck::Append));
         s.record(K, &pb(1, 0, 0, 4), 100, now);
         assert_eq!(
             s.check(K, &pb(1, 0, 0, 4)),
-            Ok(Check::Duplicate { base_offset: 100 })
+            Ok(SequenceCheck::Duplicate { base_offset: 100 })
         );
-        assert_eq!(s.check(K, &pb(1, 0, 5, 9)), Ok(Check::Append));
+        assert_eq!(s.check(K, &pb(1, 0, 5, 9)), Ok(SequenceCheck::Append));
         s.record(K, &pb(1, 0, 5, 9), 105, now);
         let gap = s.check(K, &pb(1, 0, 11, 12)).unwrap_err();
-        assert_eq!(gap.0, ResponseError::OutOfOrderSequenceNumber.code());
+        assert_eq!(gap.code(), ResponseError::OutOfOrderSequenceNumber.code());
         // A new epoch starts at 0; the old epoch is fenced afterwards.
         assert_eq!(
-            s.check(K, &pb(1, 1, 3, 3)).unwrap_err().0,
+            s.check(K, &pb(1, 1, 3, 3)).unwrap_err().code(),
             ResponseError::OutOfOrderSequenceNumber.code()
         );
-        assert_eq!(s.check(K, &pb(1, 1, 0, 0)), Ok(Check::Append));
+        assert_eq!(s.check(K, &pb(1, 1, 0, 0)), Ok(SequenceCheck::Append));
         s.record(K, &pb(1, 1, 0, 0), 110, now);
         assert_eq!(
-            s.check(K, &pb(1, 0, 10, 10)).unwrap_err().0,
+            s.check(K, &pb(1, 0, 10, 10)).unwrap_err().code(),
             ResponseError::InvalidProducerEpoch.code()
         );
         // Only the last five batches are remembered.
@@ -285,15 +246,18 @@ mod tests {
             s.record(K, &pb(1, 1, i, i), 110 + i64::from(i), now);
         }
         assert_eq!(
-            s.check(K, &pb(1, 1, 1, 1)).unwrap_err().0,
+            s.check(K, &pb(1, 1, 1, 1)).unwrap_err().code(),
             ResponseError::OutOfOrderSequenceNumber.code()
         );
         assert_eq!(
             s.check(K, &pb(1, 1, 2, 2)),
-            Ok(Check::Duplicate { base_offset: 112 })
+            Ok(SequenceCheck::Duplicate { base_offset: 112 })
         );
         // Another partition of the same producer is independent.
-        assert_eq!(s.check(([8; 16], 0), &pb(1, 0, 17, 17)), Ok(Check::Append));
+        assert_eq!(
+            s.check(PartitionKey::new([8; 16], 0), &pb(1, 0, 17, 17)),
+            Ok(SequenceCheck::Append)
+        );
     }
 
     #[test]
@@ -303,7 +267,7 @@ mod tests {
         assert!(in_sequence(i32::MAX, 0));
         let mut s = ProducerStates::default();
         s.record(K, &pb(2, 0, i32::MAX - 2, i32::MAX), 0, Instant::now());
-        assert_eq!(s.check(K, &pb(2, 0, 0, 3)), Ok(Check::Append));
+        assert_eq!(s.check(K, &pb(2, 0, 0, 3)), Ok(SequenceCheck::Append));
     }
 
     #[test]
@@ -317,18 +281,5 @@ mod tests {
             1
         );
         assert_eq!(s.len(), 1);
-    }
-
-    #[test]
-    fn producer_ids_are_never_reused_across_restarts() {
-        let dir = std::env::temp_dir().join(format!("sluice-pids-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut a = ProducerIdBlock::default();
-        let first: Vec<i64> = (0..3).map(|_| a.allocate(&dir).unwrap()).collect();
-        assert_eq!(first, [0, 1, 2]);
-        // A restart (fresh block) continues after the persisted block.
-        let mut b = ProducerIdBlock::default();
-        assert_eq!(b.allocate(&dir).unwrap(), ID_BLOCK);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,22 +1,21 @@
 //! The controller: the only code that changes topic metadata. It runs on
 //! shard 0 (other shards call it there), one change at a time; each change
 //! is persisted durably and then installed on every shard before the
-//! request that caused it is answered.
+//! request that caused it is answered. Its state on that shard (the change
+//! lock, the producer-id block) is `state`; producer ids are
+//! `producer_ids`.
+
+pub mod producer_ids;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_protocol::kafka_protocol::ResponseError;
-
+use crate::error::BrokerError;
 use crate::metadata::{self, invalid_config, invalid_topic_name, Metadata, Topic};
 use crate::shard::Shard;
-
-/// The shard that owns metadata changes.
-pub const CONTROLLER_SHARD: usize = 0;
-
-/// A Kafka error code with a message for the client.
-pub type Refusal = (i16, String);
+use crate::shard_id::ShardId;
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -36,19 +35,21 @@ pub async fn create_topics(
     shard: Rc<Shard>,
     topics: Vec<NewTopic>,
     validate_only: bool,
-) -> Vec<Result<Arc<Topic>, Refusal>> {
-    let Ok(_permit) = shard.controller_lock.acquire_permit(1).await else {
+) -> Vec<Result<Arc<Topic>, BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
         return topics.iter().map(|_| Err(shutting_down())).collect();
     };
     let mut next = (*shard.metadata()).clone();
     let mut results = Vec::with_capacity(topics.len());
     for t in topics {
         let result = check_new_topic(&shard, &next, &t).map(|partitions| {
-            let start = stable_hash(&t.name) % shard.count;
+            let start = crate::util::fnv1a(t.name.as_bytes()) as usize % shard.count();
             Arc::new(Topic {
                 name: t.name.clone(),
                 id: metadata::new_topic_id(),
-                partitions: (0..partitions).map(|p| (start + p) % shard.count).collect(),
+                partitions: (0..partitions)
+                    .map(|p| ShardId::new((start + p) % shard.count()))
+                    .collect(),
                 configs: t.configs.clone(),
             })
         });
@@ -74,39 +75,35 @@ pub async fn create_topics(
     results
 }
 
-fn check_new_topic(shard: &Shard, metadata: &Metadata, t: &NewTopic) -> Result<usize, Refusal> {
+fn check_new_topic(shard: &Shard, metadata: &Metadata, t: &NewTopic) -> Result<usize, BrokerError> {
     if let Some(why) = invalid_topic_name(&t.name) {
-        return Err((ResponseError::InvalidTopicException.code(), why));
+        return Err(BrokerError::InvalidTopic(why));
     }
     if metadata.topics.contains_key(&t.name) {
-        return Err((
-            ResponseError::TopicAlreadyExists.code(),
-            format!("topic '{}' already exists", t.name),
-        ));
+        return Err(BrokerError::TopicAlreadyExists(format!(
+            "topic '{}' already exists",
+            t.name
+        )));
     }
     let partitions = if t.partitions == -1 {
-        shard.config.default_partitions
+        shard.config().default_partitions
     } else {
         t.partitions
     };
     if !(1..=100_000).contains(&partitions) {
-        return Err((
-            ResponseError::InvalidPartitions.code(),
-            format!("partition count must be between 1 and 100000, got {partitions}"),
-        ));
+        return Err(BrokerError::InvalidPartitions(format!(
+            "partition count must be between 1 and 100000, got {partitions}"
+        )));
     }
     if t.replication_factor != -1 && t.replication_factor != 1 {
-        return Err((
-            ResponseError::InvalidReplicationFactor.code(),
-            format!(
-                "replication factor {} is larger than the 1 broker available",
-                t.replication_factor
-            ),
-        ));
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "replication factor {} is larger than the 1 broker available",
+            t.replication_factor
+        )));
     }
     for (k, v) in &t.configs {
         if let Some(why) = invalid_config(k, v) {
-            return Err((ResponseError::InvalidConfig.code(), why));
+            return Err(BrokerError::InvalidConfig(why));
         }
     }
     Ok(partitions as usize)
@@ -125,22 +122,18 @@ pub enum TopicRef {
 pub async fn delete_topics(
     shard: Rc<Shard>,
     topics: Vec<TopicRef>,
-) -> Vec<Result<Arc<Topic>, Refusal>> {
-    let Ok(_permit) = shard.controller_lock.acquire_permit(1).await else {
+) -> Vec<Result<Arc<Topic>, BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
         return topics.iter().map(|_| Err(shutting_down())).collect();
     };
     let mut next = (*shard.metadata()).clone();
     let mut results = Vec::with_capacity(topics.len());
     for t in topics {
         let found = match &t {
-            TopicRef::Name(name) => next.topics.get(name).cloned().ok_or((
-                ResponseError::UnknownTopicOrPartition.code(),
-                format!("topic '{name}' does not exist"),
-            )),
-            TopicRef::Id(id) => next.by_id(id).cloned().ok_or((
-                ResponseError::UnknownTopicId.code(),
-                "no topic has this id".to_string(),
-            )),
+            TopicRef::Name(name) => next.topics.get(name).cloned().ok_or_else(|| {
+                BrokerError::UnknownTopicOrPartition(format!("topic '{name}' does not exist"))
+            }),
+            TopicRef::Id(id) => next.by_id(id).cloned().ok_or(BrokerError::UnknownTopicId),
         };
         if let Ok(topic) = &found {
             next.topics.remove(&topic.name);
@@ -163,29 +156,29 @@ pub async fn create_partitions(
     shard: Rc<Shard>,
     topics: Vec<(String, i32)>,
     validate_only: bool,
-) -> Vec<Result<(), Refusal>> {
-    let Ok(_permit) = shard.controller_lock.acquire_permit(1).await else {
+) -> Vec<Result<(), BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
         return topics.iter().map(|_| Err(shutting_down())).collect();
     };
     let mut next = (*shard.metadata()).clone();
     let mut results = Vec::with_capacity(topics.len());
     for (name, count) in topics {
         let result = match next.topics.get(&name) {
-            None => Err((
-                ResponseError::UnknownTopicOrPartition.code(),
-                format!("topic '{name}' does not exist"),
-            )),
-            Some(t) if count as usize <= t.partitions.len() || count > 100_000 => Err((
-                ResponseError::InvalidPartitions.code(),
-                format!(
+            None => Err(BrokerError::UnknownTopicOrPartition(format!(
+                "topic '{name}' does not exist"
+            ))),
+            Some(t) if count as usize <= t.partitions.len() || count > 100_000 => {
+                Err(BrokerError::InvalidPartitions(format!(
                     "topic '{name}' has {} partitions; the new count must be larger (and at most 100000), got {count}",
                     t.partitions.len()
-                ),
-            )),
+                )))
+            }
             Some(t) => {
                 let mut grown = (**t).clone();
-                let start = stable_hash(&name) % shard.count;
-                grown.partitions = (0..count as usize).map(|p| (start + p) % shard.count).collect();
+                let start = crate::util::fnv1a(name.as_bytes()) as usize % shard.count();
+                grown.partitions = (0..count as usize)
+                    .map(|p| ShardId::new((start + p) % shard.count()))
+                    .collect();
                 if !validate_only {
                     next.topics.insert(name.clone(), Arc::new(grown));
                 }
@@ -217,21 +210,23 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) -> Arc<Metadat
             configs: BTreeMap::new(),
         })
         .collect();
-    if missing.is_empty() || !shard.config.auto_create_topics {
+    if missing.is_empty() || !shard.config().auto_create_topics {
         return metadata;
     }
     // Racing creators get TOPIC_ALREADY_EXISTS, which is fine here.
     let _ = shard
-        .call(CONTROLLER_SHARD, move |s| create_topics(s, missing, false))
+        .call(ShardId::CONTROLLER, move |s| {
+            create_topics(s, missing, false)
+        })
         .await;
     shard.metadata()
 }
 
 /// Persists `next` and installs it on every shard.
 async fn publish(shard: &Rc<Shard>, next: Metadata) -> Result<(), String> {
-    metadata::persist(&shard.config.data_dir, &next)?;
+    metadata::persist(&shard.config().data_dir, &next)?;
     let next = Arc::new(next);
-    for target in 0..shard.count {
+    for target in (0..shard.count()).map(ShardId::new) {
         let snapshot = next.clone();
         shard
             .call(target, move |s| async move { s.apply_metadata(snapshot) })
@@ -241,21 +236,11 @@ async fn publish(shard: &Rc<Shard>, next: Metadata) -> Result<(), String> {
     Ok(())
 }
 
-fn storage_error(e: &str) -> Refusal {
+fn storage_error(e: &str) -> BrokerError {
     tracing::error!(error = e, "metadata change failed");
-    (ResponseError::KafkaStorageError.code(), e.to_string())
+    BrokerError::Storage(e.to_string())
 }
 
-fn shutting_down() -> Refusal {
-    (
-        ResponseError::KafkaStorageError.code(),
-        "broker is shutting down".into(),
-    )
-}
-
-/// FNV-1a: a stable spread of topics over shards.
-fn stable_hash(s: &str) -> usize {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) as usize
+fn shutting_down() -> BrokerError {
+    BrokerError::ShuttingDown
 }

@@ -1,0 +1,266 @@
+//! Group offsets: OffsetCommit (answered once its record is durable),
+//! OffsetFetch and OffsetDelete. The coordinator side is
+//! `GroupService::{commit_offsets, fetch_offsets, delete_offsets}`.
+
+use sluice_protocol::kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use sluice_protocol::kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use sluice_protocol::kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use sluice_protocol::kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+
+use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID};
+use crate::context::RequestContext;
+use crate::error::BrokerError;
+use crate::groups::service::{GroupOffsets, OffsetCommit, PartitionCommit, PartitionResults};
+use crate::metadata::str_bytes;
+use crate::shard::Shard;
+
+/// A result per partition as error codes.
+fn codes(results: PartitionResults) -> Vec<Vec<i16>> {
+    results
+        .into_iter()
+        .map(|t| {
+            t.iter()
+                .map(|r| BrokerError::code_of(r.as_ref().err()))
+                .collect()
+        })
+        .collect()
+}
+
+/// OffsetCommit: checks membership and generation, writes one WAL record
+/// for the request's offsets and answers once it is durable.
+pub async fn offset_commit(
+    ctx: &RequestContext,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group = text(&request.group_id.0);
+    // Per partition in request order: the error code.
+    let shape: Vec<(TopicName, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let codes: Vec<Vec<i16>> = if group.is_empty() || group.len() > MAX_GROUP_ID {
+        let code = BrokerError::InvalidGroupId.code();
+        shape.iter().map(|(_, ps)| vec![code; ps.len()]).collect()
+    } else {
+        let fallback: Vec<Vec<i16>> = shape
+            .iter()
+            .map(|(_, ps)| vec![not_coordinator(); ps.len()])
+            .collect();
+        let commit = OffsetCommit {
+            member_id: text(&request.member_id),
+            instance_id: opt_text(&request.group_instance_id),
+            generation: request.generation_id_or_member_epoch,
+            topics: request
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| PartitionCommit {
+                            partition: p.partition_index,
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: opt_text(&p.committed_metadata),
+                        })
+                        .collect();
+                    (t.name.0.to_string(), partitions)
+                })
+                .collect(),
+        };
+        on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
+            let metadata = s.metadata();
+            codes(s.groups().commit_offsets(&metadata, group, commit).await)
+        })
+        .await
+        .unwrap_or(fallback)
+    };
+    let topics = shape
+        .into_iter()
+        .zip(codes)
+        .map(|((name, partitions), codes)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .zip(codes)
+                        .map(|(p, code)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The committed offsets of `group` for `topics` (`None`: all), from its
+/// coordinator.
+async fn fetch_offsets(
+    shard: &std::rc::Rc<Shard>,
+    group: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<GroupOffsets, i16> {
+    on_coordinator(shard, &group.clone(), move |s| async move {
+        s.groups().fetch_offsets(&group, topics)
+    })
+    .await
+    .ok_or_else(not_coordinator)
+}
+
+/// OffsetFetch: one group (v1-7) or several (v8+).
+pub async fn offset_fetch(
+    ctx: &RequestContext,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let (shard, version) = (&ctx.shard, ctx.version());
+    let meta = |m: Option<String>| Some(str_bytes(m.as_deref().unwrap_or("")));
+    if version < 8 {
+        let topics = request.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let mut response = OffsetFetchResponse::default();
+        match fetch_offsets(shard, text(&request.group_id.0), topics).await {
+            Ok(found) => {
+                response = response.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            OffsetFetchResponseTopic::default()
+                                .with_name(TopicName(str_bytes(&topic)))
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|(p, offset, epoch, m)| {
+                                            OffsetFetchResponsePartition::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(meta(m))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                );
+            }
+            Err(code) if version >= 2 => response = response.with_error_code(code),
+            Err(_) => {}
+        }
+        return response;
+    }
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for g in request.groups {
+        let topics = g.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+        match fetch_offsets(shard, text(&g.group_id.0), topics).await {
+            Ok(found) => {
+                out = out.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(topic, partitions)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(str_bytes(&topic)))
+                                .with_partitions(
+                                    partitions
+                                        .into_iter()
+                                        .map(|(p, offset, epoch, m)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(meta(m))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                );
+            }
+            Err(code) => out = out.with_error_code(code),
+        }
+        groups.push(out);
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// OffsetDelete: removes offsets of partitions the group does not consume.
+pub async fn offset_delete(
+    ctx: &RequestContext,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group = text(&request.group_id.0);
+    let shape: Vec<(TopicName, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    let asked: Vec<(String, Vec<i32>)> = shape
+        .iter()
+        .map(|(name, partitions)| (name.0.to_string(), partitions.clone()))
+        .collect();
+    let outcome = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
+        let metadata = s.metadata();
+        s.groups()
+            .delete_offsets(&metadata, group, &asked)
+            .await
+            .map(codes)
+            .map_err(|e| e.code())
+    })
+    .await
+    .unwrap_or_else(|| Err(not_coordinator()));
+    let codes = match outcome {
+        Ok(codes) => codes,
+        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+    };
+    let topics = shape
+        .into_iter()
+        .zip(codes)
+        .map(|((name, partitions), codes)| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .zip(codes)
+                        .map(|(p, code)| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}

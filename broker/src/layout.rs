@@ -1,0 +1,61 @@
+//! The data directory's layout, in one place:
+//!
+//! ```text
+//! DIR/cluster            shard count and cluster id, written once
+//! DIR/topics             topics, their ids, partition -> shard, configs
+//! DIR/producer_ids       the first producer id not yet handed out
+//! DIR/shard-N/wal/       shard N's WAL segments (wal-core)
+//! ```
+//!
+//! Small files are replaced whole and durably ([`write_durably`]); the
+//! WAL manages its own directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::shard_id::ShardId;
+
+/// How the directory was created: `shards=N`, `cluster_id=...`.
+pub const CLUSTER_FILE: &str = "cluster";
+/// The topics (see `metadata`).
+pub const TOPICS_FILE: &str = "topics";
+/// The producer-id counter (see `controller::producer_ids`).
+pub const PRODUCER_IDS_FILE: &str = "producer_ids";
+
+/// The WAL directory of `shard`.
+pub fn wal_dir(data_dir: &Path, shard: ShardId) -> PathBuf {
+    data_dir.join(format!("shard-{shard}")).join("wal")
+}
+
+/// Whether `dir` looks like a data directory (rather than one WAL).
+pub fn is_data_dir(dir: &Path) -> bool {
+    dir.join(CLUSTER_FILE).exists()
+}
+
+/// Every shard's WAL directory under a data directory, in shard order.
+pub fn wal_dirs(data_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .map_err(|e| format!("reading {}: {e}", data_dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("wal"))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new
+/// content, never a mix: temp file, fsync, rename, fsync the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(|e| fail("creating", e))?;
+    f.write_all(bytes).map_err(|e| fail("writing", e))?;
+    f.sync_all().map_err(|e| fail("syncing", e))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| fail("renaming", e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| fail("syncing the directory of", e))
+}

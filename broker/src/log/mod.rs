@@ -1,0 +1,532 @@
+//! The shard's partition log: the one owner of the shard's WAL handle, its
+//! partitions and their index, the fetch buffer, idempotent-producer state
+//! and the "data arrived" signal.
+//!
+//! Its API is a log's, not Kafka's: append a batch to a partition (and
+//! await its durability), read from an offset up to a byte limit, wait until
+//! data past an offset is visible, find an offset by time, trim the log
+//! start. Handlers translate Kafka messages to these calls on the owning
+//! shard; other WAL users (groups) write their frames through
+//! [`Log::submit_frame`].
+//!
+//! Offsets are given out in the same synchronous step that hands a batch
+//! to the WAL, so WAL order and offset order agree; the high watermark moves
+//! only once the WAL says the batch (and everything before it) is durable.
+
+mod fetch_buffer;
+pub mod frame;
+mod partition;
+pub mod producers;
+pub mod state;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sluice_protocol::record_batch::{produce_batch, set_base_offset, set_log_append_time};
+use sluice_wal_core::{Durable, Wal};
+
+use crate::error::BrokerError;
+use crate::frames::FrameType;
+use crate::metadata::{Metadata, Topic};
+use crate::notify::Notify;
+use crate::shard_id::ShardId;
+pub use fetch_buffer::FetchBuffer;
+use frame::{batch_frame_header, encode_log_start, parse_batch_frame, LOG_START, RECORD_BATCH};
+pub use partition::{BatchEntry, Partition, PartitionKey};
+use producers::{ProducerBatch, SequenceCheck};
+pub use state::LogState;
+
+/// WAL reads of one partition's fetch in flight at once.
+const READS_IN_FLIGHT: usize = 32;
+
+/// How a topic wants its batches appended.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendConfig {
+    /// Largest batch accepted (`max.message.bytes`).
+    pub max_batch_bytes: usize,
+    /// Stamp batches with the broker's time (`LogAppendTime`).
+    pub log_append_time: bool,
+}
+
+impl AppendConfig {
+    /// The topic's settings.
+    pub fn of(topic: &Topic) -> AppendConfig {
+        AppendConfig {
+            max_batch_bytes: topic
+                .config("max.message.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_048_588),
+            log_append_time: topic.log_append_time(),
+        }
+    }
+}
+
+/// A batch handed to the WAL (or found there already): its offsets are
+/// given, and [`Log::wait_durable`] says when it may be acknowledged.
+pub struct Appending {
+    /// First offset of the batch.
+    pub base_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    /// The partition's log start offset.
+    pub log_start: i64,
+    key: PartitionKey,
+    next_offset: i64,
+    /// `None` for a retried batch of an idempotent producer that is stored
+    /// already: it is acknowledged once everything before now is durable.
+    durable: Option<Durable>,
+}
+
+/// Batches read from a partition.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The partition's high watermark when read.
+    pub high_watermark: i64,
+    /// Its log start offset.
+    pub log_start: i64,
+    /// Whole stored batches, as clients sent them (offsets rewritten).
+    pub records: Bytes,
+}
+
+/// One partition's read: from `offset`, up to `max_bytes` (at least one
+/// whole batch).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRange {
+    /// The partition.
+    pub key: PartitionKey,
+    /// First offset wanted.
+    pub offset: i64,
+    /// Byte limit.
+    pub max_bytes: usize,
+}
+
+/// A partition's offsets.
+#[derive(Debug, Clone, Copy)]
+pub struct Offsets {
+    /// First offset in the log.
+    pub log_start: i64,
+    /// Every offset below it is durable and visible.
+    pub high_watermark: i64,
+    /// Offset and timestamp of the batch with the largest timestamp.
+    pub max_timestamp: Option<(i64, i64)>,
+}
+
+/// The partition log of one shard.
+pub struct Log {
+    shard: ShardId,
+    wal: Wal,
+    state: RefCell<LogState>,
+    fetch_buffer: RefCell<FetchBuffer>,
+    data_arrived: Notify,
+}
+
+fn unknown_partition() -> BrokerError {
+    BrokerError::UnknownTopicOrPartition("partition is not on this shard".into())
+}
+
+impl Log {
+    /// The log around an opened WAL and the state its replay rebuilt.
+    pub fn new(wal: Wal, mut state: LogState, fetch_buffer_bytes: usize) -> Log {
+        state.finish_replay();
+        Log {
+            shard: state.shard,
+            wal,
+            state: RefCell::new(state),
+            fetch_buffer: RefCell::new(FetchBuffer::new(fetch_buffer_bytes)),
+            data_arrived: Notify::default(),
+        }
+    }
+
+    /// Validates a produced batch, gives it offsets and hands it to the WAL.
+    /// Synchronous: offsets and WAL positions are given out in one step.
+    pub fn append(
+        &self,
+        key: PartitionKey,
+        records: &[u8],
+        config: AppendConfig,
+    ) -> Result<Appending, BrokerError> {
+        let batch = produce_batch(records)?;
+        if batch.size() > config.max_batch_bytes {
+            return Err(BrokerError::MessageTooLarge {
+                size: batch.size(),
+                max: config.max_batch_bytes,
+            });
+        }
+        let count = i64::from(batch.last_offset_delta()) + 1;
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        let partition = state
+            .partitions
+            .get_mut(&key)
+            .ok_or_else(unknown_partition)?;
+        let producer = ProducerBatch::of(&batch);
+        if let Some(pb) = &producer {
+            if batch.is_transactional() {
+                return Err(BrokerError::InvalidTxnState(
+                    "transactions are not supported".into(),
+                ));
+            }
+            if let SequenceCheck::Duplicate { base_offset } = state.producers.check(key, pb)? {
+                tracing::debug!(
+                    producer_id = pb.pid,
+                    first_seq = pb.first_seq,
+                    base_offset,
+                    "duplicate batch answered with its offsets"
+                );
+                return Ok(Appending {
+                    base_offset,
+                    log_append_time: -1,
+                    log_start: partition.log_start,
+                    key,
+                    next_offset: base_offset,
+                    durable: None,
+                });
+            }
+        }
+        let mut bytes = BytesMut::from(batch.as_bytes());
+        let base_offset = partition.log_end;
+        set_base_offset(&mut bytes, base_offset)?;
+        let (log_append_time, max_timestamp) = if config.log_append_time {
+            let now = crate::util::now_ms();
+            set_log_append_time(&mut bytes, now)?;
+            (now, now)
+        } else {
+            (-1, batch.max_timestamp())
+        };
+        let bytes = bytes.freeze();
+        let appended = self
+            .wal
+            .submit(RECORD_BATCH.id, &[&batch_frame_header(&key), &bytes])?;
+        partition.push(BatchEntry {
+            base_offset,
+            last_offset: base_offset + count - 1,
+            position: appended.position,
+            size: bytes.len() as u32,
+            max_timestamp,
+        });
+        let log_start = partition.log_start;
+        if let Some(pb) = &producer {
+            state.producers.record(key, pb, base_offset, Instant::now());
+        }
+        self.fetch_buffer
+            .borrow_mut()
+            .insert(key, base_offset, bytes);
+        Ok(Appending {
+            base_offset,
+            log_append_time,
+            log_start,
+            key,
+            next_offset: base_offset + count,
+            durable: Some(appended.durable),
+        })
+    }
+
+    /// Waits until the batch is durable, then moves the high watermark and
+    /// wakes waiting readers.
+    pub async fn wait_durable(&self, appending: Appending) -> Result<(), BrokerError> {
+        match appending.durable {
+            Some(durable) => durable.await?,
+            None => self.wal.sync().await?,
+        }
+        let moved = self
+            .state
+            .borrow_mut()
+            .partitions
+            .get_mut(&appending.key)
+            .is_some_and(|p| p.advance_high_watermark(appending.next_offset));
+        if moved {
+            self.data_arrived.notify();
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from `range.offset` up to `range.max_bytes`
+    /// (at least one batch), from the fetch buffer or the WAL.
+    pub async fn read(self: &Rc<Self>, range: ReadRange) -> Result<Fetched, BrokerError> {
+        // Which batches, decided without awaiting.
+        let (batches, high_watermark, log_start) = {
+            let state = self.state.borrow();
+            let p = state
+                .partitions
+                .get(&range.key)
+                .ok_or_else(unknown_partition)?;
+            if range.offset < p.log_start || range.offset > p.high_watermark {
+                return Err(BrokerError::OffsetOutOfRange {
+                    offset: range.offset,
+                    log_start: p.log_start,
+                    high_watermark: p.high_watermark,
+                });
+            }
+            let mut batches = Vec::new();
+            let mut total = 0usize;
+            for entry in &p.index[p.batch_at(range.offset)..] {
+                if entry.base_offset >= p.high_watermark
+                    || (total > 0 && total + entry.size as usize > range.max_bytes)
+                {
+                    break;
+                }
+                total += entry.size as usize;
+                batches.push(*entry);
+            }
+            (batches, p.high_watermark, p.log_start)
+        };
+        let mut records = BytesMut::new();
+        let mut single = None;
+        // Batches not in the fetch buffer are read from the WAL up to
+        // READS_IN_FLIGHT at a time (each read alone waits for the disk).
+        for window in batches.chunks(READS_IN_FLIGHT) {
+            let reads: Vec<_> = window
+                .iter()
+                .map(|entry| {
+                    self.buffered_batch(&range.key, entry).ok_or_else(|| {
+                        let (log, key, entry) = (self.clone(), range.key, *entry);
+                        glommio::spawn_local(async move { log.read_batch(&key, &entry).await })
+                    })
+                })
+                .collect();
+            for r in reads {
+                let bytes = match r {
+                    Ok(bytes) => bytes,
+                    Err(reading) => reading.await?,
+                };
+                if batches.len() == 1 {
+                    single = Some(bytes);
+                } else {
+                    records.extend_from_slice(&bytes);
+                }
+            }
+        }
+        Ok(Fetched {
+            high_watermark,
+            log_start,
+            records: single.unwrap_or_else(|| records.freeze()),
+        })
+    }
+
+    /// Reads every range; with `min_bytes` > 0, keeps waiting for new data
+    /// and reading again until the reads hold `min_bytes`, one fails, the
+    /// deadline passes or the broker shuts down. A long-polling fetch of
+    /// partitions on this shard is this one call.
+    pub async fn fetch(
+        self: &Rc<Self>,
+        ranges: &[ReadRange],
+        min_bytes: usize,
+        deadline: Instant,
+        shutdown: &Notify,
+    ) -> Vec<Result<Fetched, BrokerError>> {
+        loop {
+            let mut results = Vec::with_capacity(ranges.len());
+            for range in ranges {
+                let read = self.read(*range).await;
+                if let Err(e @ BrokerError::Storage(_)) = &read {
+                    tracing::error!(error = %e, "fetch read failed");
+                }
+                results.push(read);
+            }
+            let bytes: usize = results.iter().flatten().map(|f| f.records.len()).sum();
+            if min_bytes == 0
+                || bytes >= min_bytes
+                || results.iter().any(Result::is_err)
+                || ranges.is_empty()
+                || Instant::now() >= deadline
+            {
+                return results;
+            }
+            let waits: Vec<(PartitionKey, i64)> = ranges
+                .iter()
+                .zip(&results)
+                .map(|(range, r)| {
+                    let seen = r.as_ref().map_or(range.offset, |f| f.high_watermark);
+                    (range.key, range.offset.max(seen))
+                })
+                .collect();
+            self.wait_for_data(&waits, deadline, shutdown).await;
+        }
+    }
+
+    /// Waits until the high watermark of any `(partition, seen)` moves
+    /// past `seen` (or the partition goes), the deadline passes, or the
+    /// broker shuts down.
+    pub async fn wait_for_data(
+        &self,
+        waits: &[(PartitionKey, i64)],
+        deadline: Instant,
+        shutdown: &Notify,
+    ) {
+        let stop = shutdown.generation();
+        loop {
+            let generation = self.data_arrived.generation();
+            let ready = {
+                let state = self.state.borrow();
+                waits.iter().any(|(key, seen)| {
+                    state
+                        .partitions
+                        .get(key)
+                        .is_none_or(|p| p.high_watermark > *seen)
+                })
+            };
+            let now = Instant::now();
+            if ready || now >= deadline || shutdown.generation() != stop {
+                return;
+            }
+            // Shutting down ends the wait: the fetch answers with what it has.
+            futures_lite::future::or(
+                futures_lite::future::or(
+                    self.data_arrived.changed(generation),
+                    shutdown.changed(stop),
+                ),
+                glommio::timer::sleep(deadline - now),
+            )
+            .await;
+        }
+    }
+
+    /// The partition's log start, high watermark and largest timestamp.
+    pub fn offsets(&self, key: &PartitionKey) -> Result<Offsets, BrokerError> {
+        let state = self.state.borrow();
+        let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
+        Ok(Offsets {
+            log_start: p.log_start,
+            high_watermark: p.high_watermark,
+            max_timestamp: p.max_timestamp(),
+        })
+    }
+
+    /// The first visible batch holding a timestamp at or after `ts`, and
+    /// its stored bytes; `None` if there is none.
+    pub async fn batch_for_time(
+        &self,
+        key: &PartitionKey,
+        ts: i64,
+    ) -> Result<Option<(BatchEntry, Bytes)>, BrokerError> {
+        let entry = {
+            let state = self.state.borrow();
+            let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
+            match p.batch_for_time(ts) {
+                Some(entry) => entry,
+                None => return Ok(None),
+            }
+        };
+        let bytes = match self.buffered_batch(key, &entry) {
+            Some(bytes) => bytes,
+            None => self.read_batch(key, &entry).await?,
+        };
+        Ok(Some((entry, bytes)))
+    }
+
+    /// Moves the partition's log start up to `offset` (at most the high
+    /// watermark), durably; returns the new log start.
+    pub async fn trim_log_start(
+        &self,
+        key: &PartitionKey,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        let durable = {
+            let mut state = self.state.borrow_mut();
+            let p = state
+                .partitions
+                .get_mut(key)
+                .ok_or_else(unknown_partition)?;
+            if offset > p.high_watermark {
+                return Err(BrokerError::OffsetOutOfRange {
+                    offset,
+                    log_start: p.log_start,
+                    high_watermark: p.high_watermark,
+                });
+            }
+            if offset <= p.log_start {
+                return Ok(p.log_start);
+            }
+            let appended = self
+                .wal
+                .submit(LOG_START.id, &[&encode_log_start(key, offset)])?;
+            p.trim(offset);
+            p.log_start_position = Some(appended.position);
+            appended.durable
+        };
+        durable.await?;
+        Ok(offset)
+    }
+
+    /// Hands a frame of another WAL user (groups) to the WAL; await the
+    /// result before answering anything that depends on it.
+    pub fn submit_frame(
+        &self,
+        frame_type: FrameType,
+        parts: &[&[u8]],
+    ) -> Result<(u64, Durable), BrokerError> {
+        let appended = self.wal.submit(frame_type.id, parts)?;
+        Ok((appended.position, appended.durable))
+    }
+
+    /// Waits until everything handed to the WAL so far is durable.
+    pub async fn sync(&self) -> Result<(), BrokerError> {
+        Ok(self.wal.sync().await?)
+    }
+
+    /// Follows a new metadata snapshot: state for partitions this shard now
+    /// owns, none for deleted topics.
+    pub fn apply_metadata(&self, metadata: &Metadata) {
+        let mut state = self.state.borrow_mut();
+        for topic in metadata.topics.values() {
+            for (index, owner) in topic.partitions.iter().enumerate() {
+                if *owner == self.shard {
+                    state
+                        .partitions
+                        .entry(PartitionKey::new(topic.id, index as i32))
+                        .or_default();
+                }
+            }
+        }
+        let dead: Vec<PartitionKey> = state
+            .partitions
+            .keys()
+            .filter(|k| metadata.owner(k) != Some(self.shard))
+            .copied()
+            .collect();
+        for key in &dead {
+            state.partitions.remove(key);
+            self.fetch_buffer.borrow_mut().forget(key);
+        }
+        if !dead.is_empty() {
+            state.producers.retain_partitions(|k| !dead.contains(k));
+        }
+    }
+
+    /// Forgets idempotent producers idle longer than `max_idle`.
+    pub fn expire_producers(&self, now: Instant, max_idle: Duration) -> usize {
+        self.state.borrow_mut().producers.expire(now, max_idle)
+    }
+
+    /// The batch's bytes if the fetch buffer still holds them.
+    fn buffered_batch(&self, key: &PartitionKey, entry: &BatchEntry) -> Option<Bytes> {
+        self.fetch_buffer.borrow().get(key, entry.base_offset)
+    }
+
+    /// Reads the batch from the WAL (checksum verified) and checks it
+    /// against the index.
+    async fn read_batch(
+        &self,
+        key: &PartitionKey,
+        entry: &BatchEntry,
+    ) -> Result<Bytes, BrokerError> {
+        let position = entry.position;
+        let frame = self.wal.read(position).await?;
+        let (stored_key, batch) = parse_batch_frame(frame.payload()).ok_or_else(|| {
+            BrokerError::Storage(format!("WAL position {position} is not a batch"))
+        })?;
+        let stored_base = batch
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes);
+        if &stored_key != key || stored_base != Some(entry.base_offset) {
+            return Err(BrokerError::Storage(format!(
+                "WAL position {position} holds another batch than the index says (offset {})",
+                entry.base_offset
+            )));
+        }
+        Ok(Bytes::copy_from_slice(batch))
+    }
+}

@@ -1,0 +1,329 @@
+//! The log's state on one shard: its partitions (offsets and index) and
+//! the idempotent-producer state of those partitions. Recovery rebuilds it
+//! by replaying the log's frames ([`FrameOwner`]); afterwards the
+//! [`super::Log`] owns it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use sluice_protocol::record_batch::RecordBatch;
+use sluice_wal_core::RecoveredFrame;
+
+use super::frame::{encode_log_start, parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH};
+use super::partition::{BatchEntry, Partition, PartitionKey};
+use super::producers::{ProducerBatch, ProducerStates};
+use crate::frames::{FrameOwner, FrameType, LiveFrame};
+use crate::metadata::Metadata;
+use crate::shard_id::ShardId;
+
+/// Partitions and producer state of one shard.
+#[derive(Debug)]
+pub struct LogState {
+    /// The shard this is.
+    pub shard: ShardId,
+    /// Partitions this shard owns.
+    pub partitions: HashMap<PartitionKey, Partition>,
+    /// Idempotent-producer state of those partitions.
+    pub producers: ProducerStates,
+    /// Frames of topics that no longer exist (deleted), skipped in replay.
+    pub skipped_deleted: u64,
+    /// Frames that did not parse or did not fit the log (logged, skipped).
+    pub skipped_invalid: u64,
+}
+
+impl LogState {
+    /// Empty state of `shard`.
+    pub fn new(shard: ShardId) -> LogState {
+        LogState {
+            shard,
+            partitions: HashMap::new(),
+            producers: ProducerStates::default(),
+            skipped_deleted: 0,
+            skipped_invalid: 0,
+        }
+    }
+
+    /// Whether `key` is a partition this shard owns in `metadata`.
+    fn owns(&self, metadata: &Metadata, key: &PartitionKey) -> bool {
+        metadata.owner(key) == Some(self.shard)
+    }
+
+    /// Ends a replay: everything replayed was durable, so it is visible.
+    pub fn finish_replay(&mut self) {
+        for p in self.partitions.values_mut() {
+            p.high_watermark = p.log_end;
+        }
+    }
+
+    fn replay_batch(&mut self, position: u64, payload: &[u8], metadata: &Metadata) {
+        let Some((key, batch)) = parse_batch_frame(payload) else {
+            self.skipped_invalid += 1;
+            tracing::warn!(position, "short record-batch frame skipped");
+            return;
+        };
+        if !self.owns(metadata, &key) {
+            self.skipped_deleted += 1;
+            return;
+        }
+        let batch = match RecordBatch::parse(batch) {
+            Ok(b) => b,
+            Err(e) => {
+                self.skipped_invalid += 1;
+                tracing::error!(position, error = %e, "stored batch does not parse; skipped");
+                return;
+            }
+        };
+        let partition = self.partitions.entry(key).or_default();
+        if batch.base_offset() < partition.log_end {
+            self.skipped_invalid += 1;
+            tracing::error!(
+                position,
+                base_offset = batch.base_offset(),
+                log_end = partition.log_end,
+                "stored batch overlaps the log; skipped"
+            );
+            return;
+        }
+        if partition.index.is_empty() && partition.log_start_position.is_none() {
+            partition.log_start = batch.base_offset();
+        }
+        partition.push(BatchEntry {
+            base_offset: batch.base_offset(),
+            last_offset: batch.last_offset(),
+            position,
+            size: batch.size() as u32,
+            max_timestamp: batch.max_timestamp(),
+        });
+        if let Some(pb) = ProducerBatch::of(&batch) {
+            self.producers
+                .record(key, &pb, batch.base_offset(), Instant::now());
+        }
+    }
+
+    fn replay_log_start(&mut self, position: u64, payload: &[u8], metadata: &Metadata) {
+        let Some((key, log_start)) = parse_log_start(payload) else {
+            self.skipped_invalid += 1;
+            tracing::warn!(position, "short log-start frame skipped");
+            return;
+        };
+        if !self.owns(metadata, &key) {
+            self.skipped_deleted += 1;
+            return;
+        }
+        let partition = self.partitions.entry(key).or_default();
+        partition.trim(log_start);
+        partition.log_start_position = Some(position);
+    }
+
+    /// Logs what was recovered in total, and per partition at debug level
+    /// (a line each would flood the log of a broker with many partitions).
+    pub fn log_replay(&self, metadata: &Metadata) {
+        let names: BTreeMap<[u8; 16], &str> = metadata
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.as_str()))
+            .collect();
+        let mut records = 0;
+        for (key, p) in &self.partitions {
+            records += p.records;
+            tracing::debug!(
+                shard = self.shard.index(),
+                topic = names.get(&key.topic_id).copied().unwrap_or("?"),
+                partition = key.partition,
+                records = p.records,
+                batches = p.index.len(),
+                first_offset = p.log_start,
+                last_offset = p.log_end - 1,
+                "recovered"
+            );
+        }
+        tracing::info!(
+            shard = self.shard.index(),
+            partitions = self.partitions.len(),
+            records,
+            skipped_deleted = self.skipped_deleted,
+            skipped_invalid = self.skipped_invalid,
+            "recovery replayed"
+        );
+    }
+}
+
+impl FrameOwner for LogState {
+    fn frame_types(&self) -> &'static [FrameType] {
+        &[RECORD_BATCH, LOG_START]
+    }
+
+    fn replay(&mut self, frame: &RecoveredFrame<'_>, metadata: &Metadata) {
+        if frame.frame_type == LOG_START.id {
+            self.replay_log_start(frame.position, frame.payload, metadata);
+        } else {
+            self.replay_batch(frame.position, frame.payload, metadata);
+        }
+    }
+
+    /// The oldest batch any partition still serves, or the log-start frame
+    /// that says where a trimmed partition starts.
+    fn lowest_needed_position(&self) -> Option<u64> {
+        self.partitions
+            .values()
+            .flat_map(|p| {
+                p.index
+                    .first()
+                    .map(|b| b.position)
+                    .into_iter()
+                    .chain(p.log_start_position)
+            })
+            .min()
+    }
+
+    /// Batches below `position` are copied as stored; a log start set by a
+    /// frame below it is stated again.
+    fn live_below(&self, position: u64) -> Vec<LiveFrame> {
+        let mut live = Vec::new();
+        for (key, p) in &self.partitions {
+            if p.log_start_position.is_some_and(|at| at < position) {
+                live.push(LiveFrame::Fresh {
+                    frame_type: LOG_START.id,
+                    payload: encode_log_start(key, p.log_start).to_vec(),
+                });
+            }
+            live.extend(
+                p.index
+                    .iter()
+                    .take_while(|b| b.position < position)
+                    .map(|b| LiveFrame::Stored {
+                        position: b.position,
+                    }),
+            );
+        }
+        live
+    }
+
+    fn relocated(&mut self, frame_type: u8, payload: &[u8], position: u64) {
+        if frame_type == LOG_START.id {
+            if let Some((key, log_start)) = parse_log_start(payload) {
+                if let Some(p) = self.partitions.get_mut(&key) {
+                    if p.log_start == log_start {
+                        p.log_start_position = Some(position);
+                    }
+                }
+            }
+            return;
+        }
+        let Some((key, batch)) = parse_batch_frame(payload) else {
+            return;
+        };
+        let Some(base) = batch.get(..8).and_then(|b| b.try_into().ok()) else {
+            return;
+        };
+        let base = i64::from_be_bytes(base);
+        if let Some(p) = self.partitions.get_mut(&key) {
+            let at = p.batch_at(base);
+            if let Some(entry) = p.index.get_mut(at).filter(|e| e.base_offset == base) {
+                entry.position = position;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::frame::batch_frame_header;
+    use crate::metadata::Topic;
+    use std::sync::Arc;
+
+    const TOPIC: [u8; 16] = [5; 16];
+
+    fn metadata() -> Metadata {
+        let mut m = Metadata::default();
+        m.topics.insert(
+            "t".into(),
+            Arc::new(Topic {
+                name: "t".into(),
+                id: TOPIC,
+                partitions: vec![ShardId::new(0), ShardId::new(1)],
+                configs: Default::default(),
+            }),
+        );
+        m
+    }
+
+    /// A record-batch frame payload: a valid (empty, header-only) v2 batch
+    /// at `base`, of no producer.
+    fn batch_frame(partition: i32, base: i64) -> Vec<u8> {
+        let mut batch = vec![0u8; 61];
+        batch[..8].copy_from_slice(&base.to_be_bytes());
+        batch[8..12].copy_from_slice(&49i32.to_be_bytes());
+        batch[16] = 2;
+        batch[43..57].fill(0xff);
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut payload = batch_frame_header(&PartitionKey::new(TOPIC, partition)).to_vec();
+        payload.extend_from_slice(&batch);
+        payload
+    }
+
+    fn replay(state: &mut LogState, position: u64, frame_type: u8, payload: &[u8]) {
+        let frame = RecoveredFrame {
+            position,
+            frame_type,
+            payload,
+        };
+        state.replay(&frame, &metadata());
+    }
+
+    #[test]
+    fn replay_rebuilds_partitions_of_this_shard_only() {
+        let mut s = LogState::new(ShardId::new(0));
+        for (i, position) in [4096u64, 4224, 4352].into_iter().enumerate() {
+            replay(&mut s, position, RECORD_BATCH.id, &batch_frame(0, i as i64));
+        }
+        replay(&mut s, 4480, RECORD_BATCH.id, &batch_frame(1, 0)); // shard 1's
+        replay(&mut s, 4608, RECORD_BATCH.id, &batch_frame(0, 1)); // overlaps
+        s.finish_replay();
+        let p = &s.partitions[&PartitionKey::new(TOPIC, 0)];
+        assert_eq!((p.log_start, p.log_end, p.high_watermark), (0, 3, 3));
+        assert_eq!((s.skipped_deleted, s.skipped_invalid), (1, 1));
+        assert_eq!(s.lowest_needed_position(), Some(4096));
+    }
+
+    #[test]
+    fn a_trimmed_log_needs_its_log_start_frame_and_the_batches_it_serves() {
+        let key = PartitionKey::new(TOPIC, 0);
+        let mut s = LogState::new(ShardId::new(0));
+        for (i, position) in [4096u64, 4224, 4352].into_iter().enumerate() {
+            replay(&mut s, position, RECORD_BATCH.id, &batch_frame(0, i as i64));
+        }
+        replay(&mut s, 8192, LOG_START.id, &encode_log_start(&key, 2));
+        s.finish_replay();
+        let p = &s.partitions[&key];
+        assert_eq!((p.log_start, p.index.len()), (2, 1));
+        assert_eq!(s.lowest_needed_position(), Some(4352));
+        // Below 5000: the one batch still served. Below 9000: the log start too.
+        assert_eq!(s.live_below(5000), [LiveFrame::Stored { position: 4352 }]);
+        let live = s.live_below(9000);
+        assert_eq!(live.len(), 2);
+        assert!(live.contains(&LiveFrame::Fresh {
+            frame_type: LOG_START.id,
+            payload: encode_log_start(&key, 2).to_vec()
+        }));
+        // Copied to the head: the index and the log start follow.
+        s.relocated(RECORD_BATCH.id, &batch_frame(0, 2), 20_000);
+        s.relocated(LOG_START.id, &encode_log_start(&key, 2), 20_128);
+        assert_eq!(s.partitions[&key].index[0].position, 20_000);
+        assert_eq!(s.lowest_needed_position(), Some(20_000));
+        assert!(s.live_below(20_000).is_empty());
+    }
+
+    #[test]
+    fn a_log_trimmed_to_its_end_keeps_its_offsets() {
+        let key = PartitionKey::new(TOPIC, 0);
+        let mut s = LogState::new(ShardId::new(0));
+        replay(&mut s, 4096, LOG_START.id, &encode_log_start(&key, 7));
+        replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 7));
+        s.finish_replay();
+        let p = &s.partitions[&key];
+        assert_eq!((p.log_start, p.log_end, p.high_watermark), (7, 8, 8));
+    }
+}
