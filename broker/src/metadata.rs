@@ -13,8 +13,26 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol;
 
 use crate::layout::{write_durably, TOPICS_FILE};
-use crate::log::PartitionKey;
 use crate::shard_id::ShardId;
+
+/// A partition: its topic's id and its index in the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    /// Topic id (UUID bytes).
+    pub topic_id: [u8; 16],
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl PartitionKey {
+    /// Partition `partition` of topic `topic_id`.
+    pub fn new(topic_id: [u8; 16], partition: i32) -> PartitionKey {
+        PartitionKey {
+            topic_id,
+            partition,
+        }
+    }
+}
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

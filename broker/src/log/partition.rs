@@ -4,24 +4,7 @@
 //! Offsets are assigned when a batch is handed to the WAL (log end offset);
 //! the high watermark moves only once the batch is durable, and never back.
 
-/// A partition: its topic's id and its index in the topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PartitionKey {
-    /// Topic id (UUID bytes).
-    pub topic_id: [u8; 16],
-    /// Partition index.
-    pub partition: i32,
-}
-
-impl PartitionKey {
-    /// Partition `partition` of topic `topic_id`.
-    pub fn new(topic_id: [u8; 16], partition: i32) -> PartitionKey {
-        PartitionKey {
-            topic_id,
-            partition,
-        }
-    }
-}
+pub use crate::metadata::PartitionKey;
 
 /// Where one batch lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
