@@ -341,8 +341,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replay_keeps_the_last_commit_and_honours_tombstones_and_deleted_topics() {
+    /// Metadata holding topic "t" (id [1; 16]) with two partitions.
+    fn topic_t() -> Metadata {
         let mut metadata = Metadata::default();
         metadata.topics.insert(
             "t".into(),
@@ -353,6 +353,12 @@ mod tests {
                 configs: Default::default(),
             }),
         );
+        metadata
+    }
+
+    #[test]
+    fn replay_keeps_the_last_commit_and_honours_tombstones_and_deleted_topics() {
+        let mut metadata = topic_t();
         let mut c = Coordinator::default();
         let frames = [
             commit("g", "t", 1, 0, 5),
@@ -445,16 +451,7 @@ mod tests {
         assert_eq!(c.lowest_needed_position(), Some(10_000));
         assert!(c.live_below(10_000).is_empty());
         // Replaying the fresh records alone rebuilds the same values.
-        let mut metadata = Metadata::default();
-        metadata.topics.insert(
-            "t".into(),
-            Arc::new(Topic {
-                name: "t".into(),
-                id: [1; 16],
-                partitions: vec![ShardId::new(0), ShardId::new(0)],
-                configs: Default::default(),
-            }),
-        );
+        let metadata = topic_t();
         let mut again = Coordinator::default();
         for (i, frame) in live.iter().enumerate() {
             if let LiveFrame::Fresh { payload, .. } = frame {
