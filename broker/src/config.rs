@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Largest request frame accepted (Kafka's socket.request.max.bytes).
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Most partitions the broker holds, all topics together; CreateTopics
+    /// and CreatePartitions past it get INVALID_PARTITIONS. Each partition
+    /// costs memory on its shard and lines in every Metadata answer.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_partitions: usize,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,

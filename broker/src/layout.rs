@@ -4,6 +4,7 @@
 //! DIR/cluster            shard count and cluster id, written once
 //! DIR/topics             topics, their ids, partition -> shard, configs
 //! DIR/producer_ids       the first producer id not yet handed out
+//! DIR/lock               held (flock) by the broker using the directory
 //! DIR/shard-N/wal/       shard N's WAL segments (wal-core)
 //! ```
 //!
@@ -21,6 +22,36 @@ pub const CLUSTER_FILE: &str = "cluster";
 pub const TOPICS_FILE: &str = "topics";
 /// The producer-id counter (see `controller::producer_ids`).
 pub const PRODUCER_IDS_FILE: &str = "producer_ids";
+
+/// Locked with `flock` for the broker's whole life, so a second broker on
+/// the same directory is refused at once. The kernel drops the lock when
+/// the process dies, however it dies.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the data directory's lock, or says who holds it. The returned
+/// file holds the lock until the process exits.
+pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => format!(
+                "data directory {} is in use by another running broker",
+                data_dir.display()
+            ),
+            _ => format!("locking {}: {e}", path.display()),
+        });
+    }
+    Ok(file)
+}
 
 /// The WAL directory of `shard`.
 pub fn wal_dir(data_dir: &Path, shard: ShardId) -> PathBuf {
@@ -54,8 +85,13 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     f.sync_all().map_err(|e| fail("syncing", e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| fail("renaming", e))?;
+    // From here the new content is visible but may not survive a power
+    // cut, and the caller may already act on it: memory and disk could
+    // disagree after a failed directory sync, so the process stops and the
+    // next start reads what the disk really kept.
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| fail("syncing the directory of", e))
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        crate::crash::fatal(&fail("syncing the directory of", e));
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod context;
 pub mod controller;
+pub mod crash;
 pub mod error;
 pub mod frames;
 pub mod groups;

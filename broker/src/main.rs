@@ -72,7 +72,10 @@ fn main() -> ExitCode {
     }
     sluice::logging::init();
     let result = match cli.command {
-        Command::Serve(args) => sluice::server::serve(args),
+        Command::Serve(args) => {
+            sluice::crash::install_panic_hook();
+            sluice::server::serve(args)
+        }
         Command::Wal {
             command: WalCommand::Inspect { dir, frames },
         } => sluice::inspect::inspect(&dir, frames),

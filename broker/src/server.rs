@@ -10,6 +10,7 @@ use std::time::Duration;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::ServeArgs;
+use crate::crash::{self, FailPoint};
 use crate::groups::GroupService;
 use crate::layout::{self, CLUSTER_FILE};
 use crate::lifecycle::Lifecycle;
@@ -24,9 +25,12 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     crate::alloc::check_overcommit();
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("creating data directory {}: {e}", args.data_dir.display()))?;
+    // Held until the process exits, however it exits.
+    let _lock = layout::lock_data_dir(&args.data_dir)?;
     let (shards, cluster_id) = cluster_identity(&args)?;
     let metadata = Arc::new(metadata::load(&args.data_dir, shards)?);
     refuse_address_in_use(&args)?;
+    let fail_point = crate::crash::FailPoint::from_env()?;
     let signals = block_shutdown_signals();
     let args = Arc::new(args);
     let cluster_id: Arc<str> = cluster_id.into();
@@ -49,16 +53,16 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         }
         let handle = builder
             .spawn(move || async move {
-                let result = run_shard(
-                    ShardId::new(id),
+                let start = ShardStart {
+                    id: ShardId::new(id),
                     args,
                     cluster_id,
                     metadata,
-                    rx,
+                    jobs: rx,
                     peers,
-                    ready.clone(),
-                )
-                .await;
+                    fail_point,
+                };
+                let result = run_shard(start, ready.clone()).await;
                 if let Err(e) = result {
                     let _ = ready.send(Err(format!("shard {id}: {e}")));
                 }
@@ -124,15 +128,32 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     }
 }
 
-async fn run_shard(
+/// What one shard starts from.
+struct ShardStart {
     id: ShardId,
     args: Arc<ServeArgs>,
     cluster_id: Arc<str>,
     metadata: Arc<Metadata>,
+    /// Calls from other shards to this one.
     jobs: flume::Receiver<Job>,
+    /// Every shard's call queue, this one's included.
     peers: Vec<flume::Sender<Job>>,
+    fail_point: Option<FailPoint>,
+}
+
+async fn run_shard(
+    start: ShardStart,
     ready: mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
+    let ShardStart {
+        id,
+        args,
+        cluster_id,
+        metadata,
+        jobs,
+        peers,
+        fail_point,
+    } = start;
     let recovered = crate::recovery::recover(id, &args, &metadata).await?;
     let log = Rc::new(Log::new(
         recovered.wal,
@@ -189,6 +210,10 @@ async fn run_shard(
     let listener = glommio::net::TcpListener::bind(args.listen)
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let _ = ready.send(Ok(()));
+    glommio::spawn_local(stop_on_wal_failure(shard.clone())).detach();
+    if let Some(fail_point) = fail_point {
+        glommio::spawn_local(inject(shard.clone(), fail_point)).detach();
+    }
 
     let stop = lifecycle.shutdown.generation();
     loop {
@@ -216,6 +241,35 @@ async fn run_shard(
     // left on a stopped executor would never answer its caller.
     wait_until_idle(&lifecycle, || lifecycle.active_jobs.get() == 0).await;
     Ok(())
+}
+
+/// A failed WAL write or sync poisons the log for good: the shard could
+/// only answer KAFKA_STORAGE_ERROR from then on, so the process stops.
+async fn stop_on_wal_failure(shard: Rc<Shard>) {
+    let why = shard.log().wal_failure().await;
+    crash::fatal(&format!("shard {}: the WAL failed: {why}", shard.id()));
+}
+
+/// Runs a test's fail point if it names this shard.
+async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
+    let (FailPoint::ShardPanic {
+        shard: at,
+        after_ms,
+    }
+    | FailPoint::WalFail {
+        shard: at,
+        after_ms,
+    }) = fail_point;
+    if at != shard.id().index() {
+        return;
+    }
+    glommio::timer::sleep(Duration::from_millis(after_ms)).await;
+    match fail_point {
+        FailPoint::ShardPanic { .. } => panic!("fail point: shard {at} panics"),
+        FailPoint::WalFail { .. } => shard
+            .log()
+            .inject_wal_failure("fail point: fdatasync failed"),
+    }
 }
 
 /// Forgets idempotent producers idle longer than the expiration time.
@@ -267,9 +321,15 @@ async fn wait_until_idle(lifecycle: &Lifecycle, idle: impl Fn() -> bool) {
 
 /// The shards bind with SO_REUSEPORT, which would let a second broker (or
 /// any process setting it) share the address silently, each getting some of
-/// the connections. So: if something accepts connections there already,
-/// refuse. (A plain test bind cannot tell: the TIME_WAIT connections a
-/// killed broker leaves behind conflict with it but not with SO_REUSEPORT.)
+/// the connections. So: if something accepts connections there, refuse. (A
+/// plain test bind cannot tell: the TIME_WAIT connections a killed broker
+/// leaves behind conflict with it but not with SO_REUSEPORT.)
+///
+/// A broker killed a moment ago still has listening sockets for some
+/// milliseconds while io_uring tears its ring down (10-30 ms measured), and
+/// a supervisor may restart it within that window. So an address that
+/// accepts is probed again until [`ADDRESS_RELEASE_WAIT`]: a dead
+/// process's sockets go away, a live process's stay.
 fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
     let mut probe = args.listen;
     if probe.ip().is_unspecified() {
@@ -278,14 +338,21 @@ fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    match std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)) {
-        Ok(_) => Err(format!(
-            "cannot listen on {}: another process is already listening there",
-            args.listen
-        )),
-        Err(_) => Ok(()),
+    let deadline = std::time::Instant::now() + ADDRESS_RELEASE_WAIT;
+    while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok() {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "cannot listen on {}: another process is already listening there",
+                args.listen
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
 }
+
+/// How long an address may keep accepting before start-up gives up on it.
+const ADDRESS_RELEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// The shard count and cluster id of the data directory, recording them
 /// when it is new. A different `--shards` than recorded is refused.

@@ -192,6 +192,8 @@ pub struct Broker {
     data_dir: PathBuf,
     shards: usize,
     extra: Vec<String>,
+    /// Environment variables of the process (fail points).
+    env: Vec<(String, String)>,
     /// Every stderr line of every run, runs separated by a marker line.
     log: Arc<Mutex<Vec<String>>>,
     runs: usize,
@@ -209,6 +211,17 @@ impl Broker {
 
     /// [`Broker::start`], returning the failure instead of panicking.
     pub fn try_start(data_dir: &Path, shards: usize, extra: &[&str]) -> Result<Broker, StartError> {
+        Broker::try_start_env(data_dir, shards, extra, &[])
+    }
+
+    /// [`Broker::try_start`] with environment variables for the process
+    /// (`SLUICE_FAIL_POINT`), kept for its restarts.
+    pub fn try_start_env(
+        data_dir: &Path,
+        shards: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Broker, StartError> {
         let mut broker = Broker {
             child: None,
             reader: None,
@@ -216,6 +229,10 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: Arc::new(Mutex::new(Vec::new())),
             runs: 0,
             run_start: 0,
@@ -250,6 +267,7 @@ impl Broker {
             .arg(&self.data_dir)
             .args(["--shards", &self.shards.to_string()])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -339,6 +357,32 @@ impl Broker {
             self.wait_listeners_closed();
         }
         self.join_reader();
+    }
+
+    /// SIGKILL and reap, and nothing more: the next start meets the dead
+    /// process's listening sockets, as a supervisor restarting at once does.
+    pub fn kill9_at_once(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.join_reader();
+    }
+
+    /// Waits (at most `timeout`) for the broker to exit on its own; its
+    /// status, or None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("broker not running");
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+            self.join_reader();
+        }
+        status
     }
 
     /// io_uring tears a dead process's ring down asynchronously, so its

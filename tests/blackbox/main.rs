@@ -12,7 +12,8 @@
 //! crash), [`features`] (codecs, headers, timestamps, offsets), [`corrupt`]
 //! (bad batches and other bad input), [`shards`] (shard-count guard),
 //! [`pipelining`] (in-order responses, acks=0), [`metadata`] (topic changes
-//! survive crashes) and
+//! survive crashes), [`crash_only`] (a panic or a failed WAL ends the
+//! process; restarts right after `kill -9`) and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
 //! DESIGN.md).
 //!
@@ -24,6 +25,7 @@ mod raw;
 mod verify;
 
 mod corrupt;
+mod crash_only;
 mod durability;
 mod features;
 mod hostile;

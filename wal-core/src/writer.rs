@@ -137,6 +137,8 @@ struct State {
     waiters: BTreeMap<(u64, u64), Waker>,
     next_ticket: u64,
     failed: Option<String>,
+    /// Tasks waiting in [`Wal::failure`].
+    failure_waiters: Vec<Waker>,
     stats: WalStats,
 }
 
@@ -266,6 +268,7 @@ impl Wal {
             waiters: BTreeMap::new(),
             next_ticket: 0,
             failed: None,
+            failure_waiters: Vec::new(),
             stats: WalStats {
                 durable_position: next_pos,
                 end_position: next_pos,
@@ -389,6 +392,30 @@ impl Wal {
         }
     }
 
+    /// Resolves with the reason once a write or sync has failed and the log
+    /// accepts nothing more, so its owner can stop instead of answering
+    /// errors forever.
+    pub fn failure(&self) -> impl Future<Output = String> {
+        let inner = self.inner.clone();
+        std::future::poll_fn(move |cx| {
+            let mut st = inner.st.borrow_mut();
+            match &st.failed {
+                Some(why) => Poll::Ready(why.clone()),
+                None => {
+                    st.failure_waiters.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    /// Fails the log as a failed write or sync would: a fault injected by
+    /// tests of what the log's owner does then.
+    #[doc(hidden)]
+    pub fn inject_failure(&self, why: &str) {
+        self.inner.st.borrow_mut().fail(why.to_string());
+    }
+
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -477,6 +504,9 @@ impl State {
         tracing::error!(error = %why, "WAL failed; no further writes are accepted");
         self.failed.get_or_insert(why);
         for (_, waker) in std::mem::take(&mut self.waiters) {
+            waker.wake();
+        }
+        for waker in std::mem::take(&mut self.failure_waiters) {
             waker.wake();
         }
     }

@@ -90,11 +90,7 @@ fn check_new_topic(shard: &Shard, metadata: &Metadata, t: &NewTopic) -> Result<u
     } else {
         t.partitions
     };
-    if !(1..=100_000).contains(&partitions) {
-        return Err(BrokerError::InvalidPartitions(format!(
-            "partition count must be between 1 and 100000, got {partitions}"
-        )));
-    }
+    let partitions = check_partition_count(shard, metadata, &t.name, 0, partitions)?;
     if t.replication_factor != -1 && t.replication_factor != 1 {
         return Err(BrokerError::InvalidReplicationFactor(format!(
             "replication factor {} is larger than the 1 broker available",
@@ -106,7 +102,39 @@ fn check_new_topic(shard: &Shard, metadata: &Metadata, t: &NewTopic) -> Result<u
             return Err(BrokerError::InvalidConfig(why));
         }
     }
-    Ok(partitions as usize)
+    Ok(partitions)
+}
+
+/// Largest partition count of one topic.
+pub const MAX_PARTITIONS_PER_TOPIC: usize = 100_000;
+
+/// A topic's new partition count, checked against what it has (`current`),
+/// the per-topic limit and the broker's total (`--max-partitions`). The
+/// count comes off the wire: it may be negative or huge.
+fn check_partition_count(
+    shard: &Shard,
+    metadata: &Metadata,
+    topic: &str,
+    current: usize,
+    count: i32,
+) -> Result<usize, BrokerError> {
+    let wanted = usize::try_from(count)
+        .ok()
+        .filter(|&n| n > current && (1..=MAX_PARTITIONS_PER_TOPIC).contains(&n));
+    let Some(wanted) = wanted else {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "topic '{topic}': the partition count must be more than {current} and at most {MAX_PARTITIONS_PER_TOPIC}, got {count}"
+        )));
+    };
+    let total: usize = metadata.topics.values().map(|t| t.partitions.len()).sum();
+    let limit = shard.config().max_partitions;
+    if total - current + wanted > limit {
+        return Err(BrokerError::InvalidPartitions(format!(
+            "topic '{topic}': the broker holds {total} partitions and allows {limit} \
+             (--max-partitions); {wanted} for this topic would pass that"
+        )));
+    }
+    Ok(wanted)
 }
 
 /// What to delete: a name or an id.
@@ -163,27 +191,22 @@ pub async fn create_partitions(
     let mut next = (*shard.metadata()).clone();
     let mut results = Vec::with_capacity(topics.len());
     for (name, count) in topics {
-        let result = match next.topics.get(&name) {
+        let result = match next.topics.get(&name).cloned() {
             None => Err(BrokerError::UnknownTopicOrPartition(format!(
                 "topic '{name}' does not exist"
             ))),
-            Some(t) if count as usize <= t.partitions.len() || count > 100_000 => {
-                Err(BrokerError::InvalidPartitions(format!(
-                    "topic '{name}' has {} partitions; the new count must be larger (and at most 100000), got {count}",
-                    t.partitions.len()
-                )))
-            }
-            Some(t) => {
-                let mut grown = (**t).clone();
-                let start = crate::util::fnv1a(name.as_bytes()) as usize % shard.count();
-                grown.partitions = (0..count as usize)
-                    .map(|p| ShardId::new((start + p) % shard.count()))
-                    .collect();
-                if !validate_only {
-                    next.topics.insert(name.clone(), Arc::new(grown));
-                }
-                Ok(())
-            }
+            Some(t) => check_partition_count(&shard, &next, &name, t.partitions.len(), count).map(
+                |count| {
+                    let mut grown = (*t).clone();
+                    let start = crate::util::fnv1a(name.as_bytes()) as usize % shard.count();
+                    grown.partitions = (0..count)
+                        .map(|p| ShardId::new((start + p) % shard.count()))
+                        .collect();
+                    if !validate_only {
+                        next.topics.insert(name.clone(), Arc::new(grown));
+                    }
+                },
+            ),
         };
         results.push(result);
     }

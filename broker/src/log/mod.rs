@@ -466,6 +466,17 @@ impl Log {
         Ok(self.wal.sync().await?)
     }
 
+    /// Resolves with the reason once the WAL has failed (a write or sync
+    /// error poisons it for good).
+    pub fn wal_failure(&self) -> impl std::future::Future<Output = String> {
+        self.wal.failure()
+    }
+
+    /// Fails the WAL as a failed sync would (the `wal-fail` fail point).
+    pub fn inject_wal_failure(&self, why: &str) {
+        self.wal.inject_failure(why);
+    }
+
     /// Follows a new metadata snapshot: state for partitions this shard now
     /// owns, none for deleted topics.
     pub fn apply_metadata(&self, metadata: &Metadata) {

@@ -1,0 +1,110 @@
+//! Crash-only: whatever leaves the broker unable to keep its promises ends
+//! the whole process with a non-zero status and one clear log line.
+//!
+//! A panic on one shard would otherwise leave a half-alive broker: its
+//! listener still accepting into a backlog nobody reads, every call to it
+//! hanging, and SIGTERM reporting a clean stop. A poisoned WAL would answer
+//! KAFKA_STORAGE_ERROR forever. Recovery is safe, so a supervisor's restart
+//! is the repair; staying up is the failure to avoid.
+
+use std::io::Write;
+
+/// Exit status after a panic (Rust's own convention for a panicked main).
+pub const PANIC_STATUS: i32 = 101;
+/// Exit status after [`fatal`]: a condition the broker cannot serve through.
+pub const FATAL_STATUS: i32 = 70;
+
+/// Makes every panic, on any thread, end the process once it is reported.
+/// glommio does not unwind a panicking task into anything that could
+/// notice, so the process must not outlive the shard.
+pub fn install_panic_hook() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            "a panic stops the broker (crash-only; recovery at the next start is safe)"
+        );
+        exit_now(PANIC_STATUS)
+    }));
+}
+
+/// Ends the process at once with [`FATAL_STATUS`] after logging `why`.
+/// For states memory can no longer be trusted in: a failed WAL write or
+/// sync, a metadata file whose directory entry may not be durable.
+pub fn fatal(why: &str) -> ! {
+    tracing::error!(
+        error = why,
+        "stopping the broker (crash-only; recovery at the next start is safe)"
+    );
+    exit_now(FATAL_STATUS)
+}
+
+/// `_exit`: no destructors and no draining on other threads, which may be
+/// the ones in a bad state. Everything acknowledged is already durable.
+fn exit_now(status: i32) -> ! {
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit has no preconditions and never returns.
+    unsafe { libc::_exit(status) }
+}
+
+/// A fault a test injects through the `SLUICE_FAIL_POINT` environment
+/// variable, read once at start-up; these are how the black-box tests prove
+/// the broker stops instead of staying half alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// `shard-panic:SHARD:MS`: a task on that shard panics MS ms after start.
+    ShardPanic { shard: usize, after_ms: u64 },
+    /// `wal-fail:SHARD:MS`: that shard's WAL fails MS ms after start, as it
+    /// does when a write or fdatasync returns an error.
+    WalFail { shard: usize, after_ms: u64 },
+}
+
+impl FailPoint {
+    /// The fail point named in the environment, if any.
+    pub fn from_env() -> Result<Option<FailPoint>, String> {
+        match std::env::var("SLUICE_FAIL_POINT") {
+            Ok(text) => FailPoint::parse(&text).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn parse(text: &str) -> Result<FailPoint, String> {
+        let bad = || format!("SLUICE_FAIL_POINT: cannot read '{text}'");
+        let mut fields = text.split(':');
+        let (kind, shard, after_ms) = (fields.next(), fields.next(), fields.next());
+        let shard = shard.and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+        let after_ms = after_ms.and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+        match kind {
+            Some("shard-panic") => Ok(FailPoint::ShardPanic { shard, after_ms }),
+            Some("wal-fail") => Ok(FailPoint::WalFail { shard, after_ms }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_points_parse() {
+        assert_eq!(
+            FailPoint::parse("shard-panic:1:250"),
+            Ok(FailPoint::ShardPanic {
+                shard: 1,
+                after_ms: 250
+            })
+        );
+        assert_eq!(
+            FailPoint::parse("wal-fail:0:0"),
+            Ok(FailPoint::WalFail {
+                shard: 0,
+                after_ms: 0
+            })
+        );
+        assert!(FailPoint::parse("wal-fail:x:1").is_err());
+        assert!(FailPoint::parse("sleep:0:1").is_err());
+    }
+}
