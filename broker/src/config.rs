@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// costs memory on its shard and lines in every Metadata answer.
     #[arg(long, default_value_t = 100_000)]
     pub max_partitions: usize,
+    /// Most record bytes one Fetch answer carries, whatever the request
+    /// asks (Kafka's fetch.max.bytes): it bounds the memory of one fetch.
+    #[arg(long, default_value_t = 55 * 1024 * 1024)]
+    pub fetch_max_bytes: usize,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,

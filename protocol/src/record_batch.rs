@@ -217,6 +217,18 @@ impl<'a> RecordBatch<'a> {
     }
 }
 
+/// Size of the batch at the start of `buf`, from its length field alone,
+/// if `buf` holds that much: for walking batches the broker stored and
+/// validated already (cutting a fetch answer at a batch boundary), where
+/// [`RecordBatch::parse`]'s checksum would be work for nothing.
+pub fn stored_batch_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    let size = usize::try_from(i32_at(buf, BATCH_LENGTH)).ok()? + LOG_OVERHEAD;
+    (size <= buf.len()).then_some(size)
+}
+
 /// Iterator over concatenated batches (a fetch response's or a WAL frame's
 /// `records`); yields each batch or the first error, then stops.
 #[derive(Debug, Clone)]
@@ -465,6 +477,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn stored_batch_len_walks_whole_batches_only() {
+        let (a, b) = (encode(3, Compression::None), encode(5, Compression::Lz4));
+        let both = [a.clone(), b.clone()].concat();
+        assert_eq!(stored_batch_len(&both), Some(a.len()));
+        assert_eq!(stored_batch_len(&both[a.len()..]), Some(b.len()));
+        // A batch cut short, a header cut short, a negative length.
+        assert_eq!(stored_batch_len(&both[a.len()..both.len() - 1]), None);
+        assert_eq!(stored_batch_len(&a[..LOG_OVERHEAD - 1]), None);
+        let mut negative = a.clone();
+        negative[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(stored_batch_len(&negative), None);
     }
 
     #[test]

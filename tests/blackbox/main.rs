@@ -11,7 +11,8 @@
 //! mid-produce, prefix-ordered acks, SIGTERM/SIGINT, restart after a
 //! crash), [`features`] (codecs, headers, timestamps, offsets), [`corrupt`]
 //! (bad batches and other bad input), [`shards`] (shard-count guard),
-//! [`pipelining`] (in-order responses, acks=0), [`metadata`] (topic changes
+//! [`pipelining`] (in-order responses, acks=0), [`limits`] (memory budgets:
+//! fetch byte limits), [`metadata`] (topic changes
 //! survive crashes), [`crash_only`] (a panic or a failed WAL ends the
 //! process; restarts right after `kill -9`) and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
@@ -29,6 +30,7 @@ mod crash_only;
 mod durability;
 mod features;
 mod hostile;
+mod limits;
 mod loss_modes;
 mod metadata;
 mod pipelining;

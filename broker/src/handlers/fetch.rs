@@ -1,7 +1,14 @@
 //! Fetch: read stored batches from the fetch buffer (recent data) or the
-//! WAL by direct I/O (older data), honouring partition and request byte
-//! limits (at least one whole batch), and long-polling for `min_bytes`
-//! until `max_wait_ms`, woken by new data on the owning shards.
+//! WAL by direct I/O (older data), and long-poll for `min_bytes` until
+//! `max_wait_ms`, woken by new data on the owning shards.
+//!
+//! Byte limits as KIP-74 sets them: partitions in request order, each read
+//! up to the smaller of its own limit and what is left of the request's
+//! `max_bytes` (itself capped by `--fetch-max-bytes`); only the first batch
+//! of the first non-empty partition may pass a limit, and later partitions
+//! are cut to whole batches that fit instead of being dropped. The limit
+//! holds while reading, on every owner, so a fetch never holds more than
+//! its budget. A partition named twice is answered once, as Kafka does.
 //!
 //! Sessionless full fetches only: the answer always carries session id 0.
 
@@ -53,8 +60,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     let deadline =
         Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
     let by_id = version >= 13;
+    // Before v3 a request has no limit of its own.
+    let asked = if version >= 3 {
+        request.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    let max_bytes = asked.min(shard.config().fetch_max_bytes);
     let metadata = shard.metadata();
     let mut slots: Vec<Slot<ReadRange, BrokerError>> = Vec::new();
+    let mut named = std::collections::HashSet::new();
     for (ti, topic) in request.topics.iter().enumerate() {
         let found = if by_id {
             metadata.by_id(topic.topic_id.as_bytes()).cloned()
@@ -62,6 +77,14 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             metadata.topics.get(topic.topic.0.as_str()).cloned()
         };
         for p in &topic.partitions {
+            let name = if by_id {
+                topic.topic_id.to_string()
+            } else {
+                topic.topic.0.to_string()
+            };
+            if !named.insert((name, p.partition)) {
+                continue;
+            }
             let slot = match &found {
                 None if by_id => Err(BrokerError::UnknownTopicId),
                 None => Err(BrokerError::UnknownTopicOrPartition("unknown topic".into())),
@@ -75,6 +98,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                             key: PartitionKey::new(t.id, p.partition),
                             offset: p.fetch_offset,
                             max_bytes: p.partition_max_bytes.max(0) as usize,
+                            first_batch_always: true,
                         },
                     )),
                 },
@@ -104,7 +128,8 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                 slots,
                 move |s, ranges: Vec<ReadRange>| async move {
                     let log = s.log().clone();
-                    log.fetch(&ranges, min_bytes, deadline, &s.lifecycle().shutdown)
+                    let shutdown = &s.lifecycle().shutdown;
+                    log.fetch(&ranges, max_bytes, min_bytes, deadline, shutdown)
                         .await
                         .into_iter()
                         .map(PartitionRead::of)
@@ -149,17 +174,15 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             data = read(0).await;
         }
     }
-    // The request-wide byte limit: keep whole partitions while they fit,
-    // and always the first non-empty one.
-    let mut budget = request.max_bytes.max(0) as usize;
+    // Each owner kept to the request's limit; together they may not.
+    let mut budget = max_bytes;
     let mut first = true;
     for d in &mut data {
         if d.records.is_empty() {
             continue;
         }
-        if d.records.len() > budget && !first {
-            d.records = Bytes::new();
-            continue;
+        if !first && d.records.len() > budget {
+            d.records = whole_batches_within(&d.records, budget);
         }
         budget = budget.saturating_sub(d.records.len());
         first = false;
@@ -192,6 +215,19 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(topics)
+}
+
+/// The longest prefix of `records` (stored batches, back to back) made of
+/// whole batches and at most `limit` bytes long.
+fn whole_batches_within(records: &Bytes, limit: usize) -> Bytes {
+    let mut end = 0;
+    while let Some(len) = sluice_protocol::record_batch::stored_batch_len(&records[end..]) {
+        if end + len > limit {
+            break;
+        }
+        end += len;
+    }
+    records.slice(..end)
 }
 
 /// Waits until the high watermark of any `(partition, seen)` moves past

@@ -90,8 +90,7 @@ pub struct Fetched {
     pub records: Bytes,
 }
 
-/// One partition's read: from `offset`, up to `max_bytes` (at least one
-/// whole batch).
+/// One partition's read: whole batches from `offset`, up to `max_bytes`.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadRange {
     /// The partition.
@@ -100,6 +99,10 @@ pub struct ReadRange {
     pub offset: i64,
     /// Byte limit.
     pub max_bytes: usize,
+    /// Whether the first batch is returned even when it alone is larger
+    /// than `max_bytes` (KIP-74: so a consumer can always make progress,
+    /// for the first non-empty partition of a fetch only).
+    pub first_batch_always: bool,
 }
 
 /// A partition's offsets.
@@ -243,7 +246,8 @@ impl Log {
     }
 
     /// Reads whole batches from `range.offset` up to `range.max_bytes`
-    /// (at least one batch), from the fetch buffer or the WAL.
+    /// (see [`ReadRange::first_batch_always`]), from the fetch buffer or
+    /// the WAL.
     pub async fn read(self: &Rc<Self>, range: ReadRange) -> Result<Fetched, BrokerError> {
         // Which batches, decided without awaiting.
         let (batches, high_watermark, log_start) = {
@@ -262,8 +266,9 @@ impl Log {
             let mut batches = Vec::new();
             let mut total = 0usize;
             for entry in &p.index[p.batch_at(range.offset)..] {
+                let may_exceed = total == 0 && range.first_batch_always;
                 if entry.base_offset >= p.high_watermark
-                    || (total > 0 && total + entry.size as usize > range.max_bytes)
+                    || (!may_exceed && total + entry.size as usize > range.max_bytes)
                 {
                     break;
                 }
@@ -305,23 +310,43 @@ impl Log {
         })
     }
 
-    /// Reads every range; with `min_bytes` > 0, keeps waiting for new data
-    /// and reading again until the reads hold `min_bytes`, one fails, the
-    /// deadline passes or the broker shuts down. A long-polling fetch of
-    /// partitions on this shard is this one call.
+    /// Reads every range in order, all of them together up to `max_bytes`
+    /// (each range also up to its own limit; only the first non-empty one
+    /// may pass either with its first batch, as KIP-74 says), so a fetch
+    /// never holds more than its budget. With `min_bytes` > 0, keeps
+    /// waiting for new data and reading again until the reads hold
+    /// `min_bytes`, one fails, the deadline passes or the broker shuts
+    /// down. A long-polling fetch of partitions on this shard is this one
+    /// call.
     pub async fn fetch(
         self: &Rc<Self>,
         ranges: &[ReadRange],
+        max_bytes: usize,
         min_bytes: usize,
         deadline: Instant,
         shutdown: &Notify,
     ) -> Vec<Result<Fetched, BrokerError>> {
         loop {
             let mut results = Vec::with_capacity(ranges.len());
+            let mut budget = max_bytes;
+            let mut nothing_yet = true;
             for range in ranges {
-                let read = self.read(*range).await;
-                if let Err(e @ BrokerError::Storage(_)) = &read {
-                    tracing::error!(error = %e, "fetch read failed");
+                let read = self
+                    .read(ReadRange {
+                        max_bytes: range.max_bytes.min(budget),
+                        first_batch_always: range.first_batch_always && nothing_yet,
+                        ..*range
+                    })
+                    .await;
+                match &read {
+                    Err(e @ BrokerError::Storage(_)) => {
+                        tracing::error!(error = %e, "fetch read failed")
+                    }
+                    Ok(f) if !f.records.is_empty() => {
+                        nothing_yet = false;
+                        budget = budget.saturating_sub(f.records.len());
+                    }
+                    _ => {}
                 }
                 results.push(read);
             }

@@ -1,0 +1,209 @@
+//! Memory budgets (DESIGN.md, contracts): a Fetch holds no more than its
+//! byte limits while it reads (KIP-74: the request's `max_bytes`, each
+//! partition's limit and the broker's `--fetch-max-bytes`; only the first
+//! batch of the first non-empty partition may pass them), a partition named
+//! many times is read once, and a consumer whose `fetch.max.bytes` is
+//! smaller than its `max.partition.fetch.bytes` still reads everything
+//! (librdkafka's test 0082).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::FetchResponse;
+use kafka_protocol::records::Compression;
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::harness::{consumer, create_topic, Broker, DataDir};
+use crate::raw::{batch, fetch_request, split_batches, topic_name, RawClient, Rec, FETCH_V, NONE};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// Produces `count` single-record batches of `size` bytes to one partition.
+fn fill(client: &mut RawClient, topic: &str, partition: i32, count: usize, size: usize) {
+    let value = vec![b'x'; size];
+    for _ in 0..count {
+        let records = batch(
+            &[Rec {
+                key: None,
+                value: Some(&value),
+                timestamp: 1,
+            }],
+            Compression::None,
+        );
+        let answer = client.produce(topic, partition, records);
+        assert_eq!(answer.error_code, NONE, "produce to {topic}/{partition}");
+    }
+}
+
+/// A Fetch from offset 0 of `partitions` (in this order, repeats allowed),
+/// each with `partition_max` bytes, and `max_bytes` for the request.
+fn fetch(
+    client: &mut RawClient,
+    topic: &str,
+    partitions: &[i32],
+    partition_max: i32,
+    max_bytes: i32,
+) -> FetchResponse {
+    let parts = partitions
+        .iter()
+        .map(|&p| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(0)
+                .with_current_leader_epoch(-1)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(partition_max)
+        })
+        .collect();
+    let request = fetch_request(topic, 0, 0)
+        .with_max_bytes(max_bytes)
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(parts)]);
+    client.call(FETCH_V, &request)
+}
+
+fn records_of(response: &FetchResponse) -> Vec<(i32, Bytes)> {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.records.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn rss_bytes(pid: i32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * KIB
+}
+
+/// The review's finding: one small Fetch naming a 30 MB partition 60 times
+/// took the broker from 169 MB to 2.98 GB of RSS.
+#[test]
+fn a_partition_named_sixty_times_is_read_once_within_the_budget() {
+    let dir = DataDir::new("fetch-repeat");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, "big", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    fill(&mut client, "big", 0, 24, 1000 * KIB);
+    let before = rss_bytes(broker.pid());
+    let response = fetch(
+        &mut client,
+        "big",
+        &[0; 60],
+        30 * MIB as i32,
+        4 * MIB as i32,
+    );
+    let after = rss_bytes(broker.pid());
+    let records = records_of(&response);
+    assert_eq!(records.len(), 1, "the partition is answered once");
+    assert!(!records[0].1.is_empty() && records[0].1.len() <= 4 * MIB);
+    assert!(
+        after < before + 64 * MIB,
+        "RSS grew from {before} to {after} bytes for one fetch"
+    );
+}
+
+#[test]
+fn later_partitions_are_cut_to_what_is_left_not_dropped() {
+    let dir = DataDir::new("fetch-kip74");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, "pair", 2, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    fill(&mut client, "pair", 0, 3, 1000 * KIB);
+    fill(&mut client, "pair", 1, 20, 100 * KIB);
+    let max = (3 * MIB + 256 * KIB) as i32;
+    let response = fetch(&mut client, "pair", &[0, 1], 8 * MIB as i32, max);
+    let records = records_of(&response);
+    assert_eq!(
+        split_batches(&records[0].1).len(),
+        3,
+        "partition 0 fits whole"
+    );
+    let second = split_batches(&records[1].1).len();
+    assert!(
+        (1..20).contains(&second),
+        "partition 1 cut to what is left, got {second} batches"
+    );
+    let total: usize = records.iter().map(|(_, r)| r.len()).sum();
+    assert!(total <= max as usize, "{total} bytes for max_bytes {max}");
+
+    // The first batch of the first non-empty partition may pass the
+    // limits, and nothing else may join it.
+    let response = fetch(&mut client, "pair", &[0, 1], 100, 100);
+    let records = records_of(&response);
+    assert_eq!(split_batches(&records[0].1).len(), 1);
+    assert!(records[1].1.is_empty());
+}
+
+#[test]
+fn the_broker_caps_every_fetch() {
+    let dir = DataDir::new("fetch-cap");
+    let cap = (2 * MIB).to_string();
+    let broker = Broker::start(dir.path(), 1, &["--fetch-max-bytes", &cap]);
+    create_topic(&broker, "capped", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    fill(&mut client, "capped", 0, 8, 700 * KIB);
+    let response = fetch(
+        &mut client,
+        "capped",
+        &[0],
+        64 * MIB as i32,
+        64 * MIB as i32,
+    );
+    let records = records_of(&response);
+    assert_eq!(
+        split_batches(&records[0].1).len(),
+        2,
+        "2 of 8 batches fit 2 MiB"
+    );
+}
+
+/// librdkafka's test 0082: 30 messages of 900 KiB in each of 3 partitions,
+/// `fetch.max.bytes` 1,000,000 and `max.partition.fetch.bytes` 20,000,000.
+/// An answer larger than the client can take makes it disconnect and retry
+/// forever; the broker must keep each answer within `fetch.max.bytes`.
+#[test]
+fn a_consumer_with_a_small_fetch_max_bytes_reads_everything() {
+    const TOPIC: &str = "fetch-max";
+    let dir = DataDir::new("fetch-0082");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, TOPIC, 3, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    for p in 0..3 {
+        fill(&mut client, TOPIC, p, 30, 900 * KIB);
+    }
+    let consumer = consumer(
+        &broker,
+        &[
+            ("fetch.max.bytes", "1000000"),
+            ("max.partition.fetch.bytes", "20000000"),
+            ("receive.message.max.bytes", "1000512"),
+        ],
+    );
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..3 {
+        assignment
+            .add_partition_offset(TOPIC, p, Offset::Beginning)
+            .expect("add partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut read = 0;
+    while read < 90 && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+    assert_eq!(read, 90, "messages read within 60 s");
+}
