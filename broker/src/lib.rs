@@ -29,6 +29,7 @@ pub mod log;
 pub mod logging;
 pub mod metadata;
 pub mod notify;
+pub mod record_stream;
 pub mod recovery;
 pub mod router;
 pub mod server;

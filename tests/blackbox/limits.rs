@@ -4,7 +4,8 @@
 //! batch of the first non-empty partition may pass them), a partition named
 //! many times is read once, and a consumer whose `fetch.max.bytes` is
 //! smaller than its `max.partition.fetch.bytes` still reads everything
-//! (librdkafka's test 0082).
+//! (librdkafka's test 0082). ListOffsets by time reads a batch's records
+//! as a stream under a cap, so a decompression bomb costs nothing.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,10 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::harness::{consumer, create_topic, Broker, DataDir};
-use crate::raw::{batch, fetch_request, split_batches, topic_name, RawClient, Rec, FETCH_V, NONE};
+use crate::raw::{
+    batch, fetch_request, hand_made_batch, put_varint, split_batches, topic_name, RawClient, Rec,
+    FETCH_V, NONE,
+};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -206,4 +210,63 @@ fn a_consumer_with_a_small_fetch_max_bytes_reads_everything() {
         }
     }
     assert_eq!(read, 90, "messages read within 60 s");
+}
+
+/// The review's finding: a 40 KB zstd batch holding a 1.3 GB record took
+/// the broker's RSS to 2.17 GB when ListOffsets looked for a time in it.
+/// Here: a 1 GiB record of zeros at time 1000, then a small one at 2000.
+#[test]
+fn list_offsets_by_time_does_not_decompress_a_bomb() {
+    const HUGE: usize = 1 << 30;
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("zstd");
+    let record = |out: &mut Vec<u8>, ts_delta: i64, offset_delta: i64, value_len: usize| {
+        let mut body = vec![0u8]; // attributes
+        put_varint(&mut body, ts_delta);
+        put_varint(&mut body, offset_delta);
+        put_varint(&mut body, -1); // null key
+        put_varint(&mut body, value_len as i64);
+        let mut head = Vec::new();
+        // Record length: the body so far, the value, one byte of headers.
+        put_varint(&mut head, (body.len() + value_len + 1) as i64);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&body);
+    };
+    let mut head = Vec::new();
+    record(&mut head, 0, 0, HUGE);
+    std::io::Write::write_all(&mut encoder, &head).unwrap();
+    let zeros = vec![0u8; MIB];
+    for _ in 0..HUGE / MIB {
+        std::io::Write::write_all(&mut encoder, &zeros).unwrap();
+    }
+    let mut tail = vec![0u8]; // no headers, end of the first record
+    record(&mut tail, 1000, 1, 1);
+    tail.extend_from_slice(&[b'v', 0]); // the value, then no headers
+    std::io::Write::write_all(&mut encoder, &tail).unwrap();
+    let compressed = encoder.finish().expect("zstd");
+    let bomb = hand_made_batch(4, 2, (1000, 2000), &compressed);
+    assert!(
+        bomb.len() < 256 * KIB,
+        "premise: a small batch ({} bytes)",
+        bomb.len()
+    );
+
+    let dir = DataDir::new("list-offsets-bomb");
+    let broker = Broker::start(dir.path(), 1, &[]);
+    create_topic(&broker, "bomb", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    assert_eq!(client.produce("bomb", 0, bomb).error_code, NONE);
+    let before = rss_bytes(broker.pid());
+    assert_eq!(
+        client.list_offset("bomb", 0, 1000),
+        (NONE, 0),
+        "the first record"
+    );
+    // The second record is behind 1 GiB of zeros: past the cap, the answer
+    // is the batch itself (offset 0), never a later record.
+    assert_eq!(client.list_offset("bomb", 0, 1500), (NONE, 0));
+    let after = rss_bytes(broker.pid());
+    assert!(
+        after < before + 64 * MIB,
+        "RSS grew from {before} to {after} bytes for ListOffsets"
+    );
 }

@@ -336,24 +336,47 @@ pub fn decode_values(records: &Bytes) -> Vec<(i64, Option<Vec<u8>>)> {
 /// A batch byte by byte: lz4 codec bit set, `count` records claimed, and a
 /// payload that is not lz4 at all, with a *valid* CRC-32C over it.
 pub fn lz4_garbage_batch(count: i32, payload: &[u8]) -> Bytes {
+    const TS: i64 = 1_700_000_000_000;
+    hand_made_batch(3, count, (TS, TS), payload)
+}
+
+/// A batch byte by byte (no producer id): `attributes` (codec bits, timestamp
+/// type), `count` records claimed, (base, max) timestamps and the records
+/// section as given, with a valid CRC-32C over it.
+pub fn hand_made_batch(
+    attributes: i16,
+    count: i32,
+    timestamps: (i64, i64),
+    records: &[u8],
+) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i64(0); // base offset
-    b.put_i32((49 + payload.len()) as i32); // batch length: bytes after this field
+    b.put_i32((49 + records.len()) as i32); // batch length: bytes after this field
     b.put_i32(-1); // partition leader epoch
     b.put_i8(2); // magic
     b.put_u32(0); // crc, patched below
-    b.put_i16(3); // attributes: lz4, CreateTime
+    b.put_i16(attributes);
     b.put_i32(count - 1); // last offset delta
-    b.put_i64(1_700_000_000_000); // base timestamp
-    b.put_i64(1_700_000_000_000); // max timestamp
+    b.put_i64(timestamps.0); // base timestamp
+    b.put_i64(timestamps.1); // max timestamp
     b.put_i64(-1); // producer id
     b.put_i16(-1); // producer epoch
     b.put_i32(-1); // base sequence
     b.put_i32(count); // record count
-    b.put_slice(payload);
+    b.put_slice(records);
     let crc = crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b.freeze()
+}
+
+/// Kafka's zigzag varint, appended to `out`.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// CRC-32C (Castagnoli), bitwise: an implementation independent of the

@@ -1,8 +1,10 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by
 //! timestamp: the first *record* at or after the asked time, as Kafka
 //! answers. The index finds the first batch whose max timestamp qualifies;
-//! that one batch is then decoded (decompressed if need be: ListOffsets is
-//! not the produce/fetch hot path) to find the record.
+//! that one batch's records are then read as a stream (`record_stream`:
+//! decompressed piece by piece, capped, stopping at the record). A batch
+//! that cannot be read to the answer within the cap answers with its own
+//! first offset, never later than the right record.
 
 use std::rc::Rc;
 
@@ -11,13 +13,10 @@ use sluice_protocol::kafka_protocol::messages::list_offsets_response::{
 };
 use sluice_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use sluice_protocol::kafka_protocol::records::RecordBatchDecoder;
-use sluice_protocol::kafka_protocol::records::TimestampType;
-use sluice_protocol::RecordBatch;
-
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::PartitionKey;
+use crate::record_stream;
 use crate::router::{scatter_slots, Slot};
 use crate::shard::Shard;
 
@@ -45,26 +44,20 @@ async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64)
             tracing::error!(error = why, "ListOffsets read failed");
         }
     })?;
-    Ok(match found {
-        Some((batch, bytes)) => {
-            first_record_at(bytes, ts).unwrap_or((batch.base_offset, batch.max_timestamp))
-        }
-        None => (-1, -1),
-    })
-}
-
-/// Offset and timestamp of the first record of `batch` stamped at or after
-/// `ts`. With LogAppendTime every record carries the batch's max timestamp.
-fn first_record_at(mut batch: bytes::Bytes, ts: i64) -> Option<(i64, i64)> {
-    let header = RecordBatch::parse(&batch).ok()?;
-    if header.timestamp_type() == TimestampType::LogAppend {
-        return Some((header.base_offset(), header.max_timestamp()));
-    }
-    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
-    set.records
-        .iter()
-        .find(|r| r.timestamp >= ts)
-        .map(|r| (r.offset, r.timestamp))
+    let Some((batch, bytes)) = found else {
+        return Ok((-1, -1));
+    };
+    let whole_batch = (batch.base_offset, batch.max_timestamp);
+    Ok(
+        match record_stream::first_record_at(&bytes, ts, record_stream::MAX_DECOMPRESSED) {
+            Ok(Some(found)) => found,
+            Ok(None) => whole_batch,
+            Err(why) => {
+                tracing::debug!(error = why, "ListOffsets answered with the whole batch");
+                whole_batch
+            }
+        },
+    )
 }
 
 /// Answers a ListOffsets request.
