@@ -171,8 +171,9 @@ pub struct CutReport {
     pub chunks_dropped: usize,
     /// Directories whose entries went back to their last sync.
     pub dirs_rewound: usize,
-    /// Inodes no durable entry reached any more (files created but never
-    /// made durable in their directory).
+    /// Inodes no durable entry reaches any more: created but never made
+    /// durable in their directory, or replaced (rename over) or removed
+    /// before the cut.
     pub inodes_forgotten: usize,
 }
 
