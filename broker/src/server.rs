@@ -23,8 +23,9 @@ use crate::shard_id::ShardId;
 pub fn serve(args: ServeArgs) -> Result<(), String> {
     check_memlock()?;
     crate::alloc::check_overcommit();
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("creating data directory {}: {e}", args.data_dir.display()))?;
+    // Its entry in its parent must survive a power cut too.
+    sluice_wal_core::segment::create_dir_durably(&args.data_dir)
+        .map_err(|e| format!("creating data directory: {e}"))?;
     // Held until the process exits, however it exits.
     let _lock = layout::lock_data_dir(&args.data_dir)?;
     let (shards, cluster_id) = cluster_identity(&args)?;

@@ -99,6 +99,23 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates the directory `dir` and its missing parents, syncing
+/// each parent that gained an entry: a new directory entry survives a power
+/// cut only once its parent is synced, and a WAL directory lost that way
+/// would take every acknowledged frame in it along. Blocking: for start-up.
+pub fn create_dir_durably(dir: &Path) -> Result<()> {
+    let dir = &absolute(dir)?;
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| WalError::io(format!("creating {}", dir.display()), e))?;
+    for parent in missing.iter().filter_map(|created| created.parent()) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| WalError::io(format!("syncing directory {}", parent.display()), e))?;
+    }
+    Ok(())
+}
+
 /// Opens an existing segment for reading and writing.
 pub async fn open_segment(path: &Path) -> Result<Rc<DmaFile>> {
     let file = OpenOptions::new()

@@ -33,7 +33,9 @@ use crate::format::{
     FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
-use crate::segment::{absolute, create_segment, open_segment, open_segment_read, sync_dir};
+use crate::segment::{
+    absolute, create_dir_durably, create_segment, open_segment, open_segment_read, sync_dir,
+};
 
 /// Settings of a WAL. Defaults suit a broker shard.
 #[derive(Debug, Clone)]
@@ -211,9 +213,8 @@ impl Wal {
         {
             return Err(WalError::Invalid(format!("unusable WAL options {opts:?}")));
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| WalError::io(format!("creating {}", dir.display()), e))?;
         let dir = &absolute(dir)?;
+        create_dir_durably(dir)?;
         let report = scan(dir, opts.recovery_mode, visitor).await?;
         let mut segments: BTreeMap<u64, Option<Rc<DmaFile>>> =
             report.segments.iter().map(|s| (s.base, None)).collect();
