@@ -286,3 +286,47 @@ fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() 
         .collect();
     assert_eq!(instances, ["one".to_string(), "two".to_string()].into());
 }
+
+/// A member whose session ran out is gone for any request that arrives
+/// after the deadline, however soon after: DeleteGroups 5 ms past it
+/// succeeds (librdkafka's test 0081 deletes a group right after its static
+/// member's session timeout). The broker's timer ticks every 100 ms, so
+/// this failed nearly every time when expiry waited for the tick.
+#[test]
+fn a_group_can_be_deleted_right_after_its_last_member_expires() {
+    let dir = DataDir::new("groups-expiry-deadline");
+    let broker = Broker::start(dir.path(), SHARDS, &[]);
+    let (topic, group) = ("deadline", "deadline-g");
+    create_topic(&broker, topic, 2, &[]);
+    let mut raw = RawClient::connect(broker.addr());
+    let first = wire::join(&mut raw, group, "", 6000, &[topic]);
+    assert_eq!(first.error_code, wire::MEMBER_ID_REQUIRED);
+    let me = first.member_id.to_string();
+    let joined = wire::join(&mut raw, group, &me, 6000, &[topic]);
+    assert_eq!(joined.error_code, NONE);
+    let generation = joined.generation_id;
+    let (code, _) = wire::sync(&mut raw, group, generation, &me, vec![]);
+    assert_eq!(code, NONE);
+    for attempt in 0..3 {
+        assert_eq!(wire::heartbeat(&mut raw, group, generation, &me), NONE);
+        // The broker saw the heartbeat before this instant.
+        let deadline = Instant::now() + Duration::from_millis(6000);
+        assert_eq!(
+            wire::delete_group(&mut raw, group),
+            wire::NON_EMPTY_GROUP,
+            "attempt {attempt}: deleted while its member is alive"
+        );
+        if attempt < 2 {
+            // Still alive 1 s before the deadline.
+            std::thread::sleep(deadline - Instant::now() - Duration::from_secs(1));
+            assert_eq!(wire::describe(&mut raw, group).members.len(), 1);
+            continue;
+        }
+        std::thread::sleep(deadline + Duration::from_millis(5) - Instant::now());
+        assert_eq!(
+            wire::delete_group(&mut raw, group),
+            NONE,
+            "the member's session ended 5 ms ago"
+        );
+    }
+}

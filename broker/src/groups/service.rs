@@ -164,6 +164,26 @@ impl GroupService {
         }
     }
 
+    /// Expels the members of `group` (every group: None) whose session ran
+    /// out, before anything about the group is answered: the timer ticks
+    /// only every 100 ms, and a request arriving a few milliseconds after a
+    /// deadline must not meet a member Kafka would already have expelled.
+    fn expire_due(&self, group: Option<&str>) {
+        let now = Instant::now();
+        {
+            let mut coordinator = self.coordinator.borrow_mut();
+            match group {
+                Some(id) => coordinator
+                    .groups
+                    .get_mut(id)
+                    .into_iter()
+                    .for_each(|g| g.tick(now)),
+                None => coordinator.groups.values_mut().for_each(|g| g.tick(now)),
+            }
+        }
+        self.flush_outbox();
+    }
+
     /// Writes the records the groups produced (new generations).
     fn flush_outbox(&self) {
         let records = self.coordinator.borrow_mut().take_outbox();
@@ -177,6 +197,7 @@ impl GroupService {
 
     /// JoinGroup: waits until the join phase completes.
     pub async fn join(&self, group: &str, join: JoinRequest) -> JoinResult {
+        self.expire_due(Some(group));
         let answer = self
             .coordinator
             .borrow_mut()
@@ -203,6 +224,7 @@ impl GroupService {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
+        self.expire_due(Some(group));
         let answer = match self.coordinator.borrow_mut().groups.get_mut(group) {
             None => Answer::Now(SyncResult {
                 error: Some(BrokerError::UnknownMemberId),
@@ -234,6 +256,7 @@ impl GroupService {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Result<(), BrokerError> {
+        self.expire_due(Some(group));
         match self.coordinator.borrow_mut().groups.get_mut(group) {
             None => Err(BrokerError::UnknownMemberId),
             Some(g) => g.heartbeat(member_id, instance_id, generation, Instant::now()),
@@ -246,6 +269,7 @@ impl GroupService {
         group: &str,
         members: &[(String, Option<String>)],
     ) -> Vec<Result<(), BrokerError>> {
+        self.expire_due(Some(group));
         let results = match self.coordinator.borrow_mut().groups.get_mut(group) {
             None => vec![Err(BrokerError::UnknownMemberId); members.len()],
             Some(g) => {
@@ -268,6 +292,7 @@ impl GroupService {
         group: String,
         commit: OffsetCommit,
     ) -> PartitionResults {
+        self.expire_due(Some(&group));
         let check = match self.coordinator.borrow_mut().groups.get_mut(&group) {
             None if commit.generation < 0 => Ok(()),
             None => Err(BrokerError::IllegalGeneration),
@@ -377,6 +402,7 @@ impl GroupService {
 
     /// ListGroups: id, protocol type and state of every group here.
     pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.expire_due(None);
         self.coordinator
             .borrow()
             .groups
@@ -393,6 +419,7 @@ impl GroupService {
 
     /// DescribeGroups: state, protocol, members and (when stable) assignments.
     pub fn describe(&self, group: &str) -> Option<GroupDescription> {
+        self.expire_due(Some(group));
         let coordinator = self.coordinator.borrow();
         let g = coordinator.groups.get(group)?;
         let stable = g.state == GroupState::Stable;
@@ -423,6 +450,7 @@ impl GroupService {
 
     /// DeleteGroups: empty groups only; a durable tombstone each.
     pub async fn delete_group(&self, group: String) -> Result<(), BrokerError> {
+        self.expire_due(Some(&group));
         let durable = {
             let mut coordinator = self.coordinator.borrow_mut();
             match coordinator.groups.get(&group) {
@@ -443,6 +471,7 @@ impl GroupService {
         group: String,
         asked: &[(String, Vec<i32>)],
     ) -> Result<PartitionResults, BrokerError> {
+        self.expire_due(Some(&group));
         let (mut results, durable) = {
             let mut coordinator = self.coordinator.borrow_mut();
             let Some(g) = coordinator.groups.get(&group) else {
