@@ -113,33 +113,42 @@ fn duplicates_are_stored_once_even_after_kill9_and_gaps_and_old_epochs_are_refus
         (NONE, 8)
     );
 
-    // Re-initialising with the id and epoch bumps the epoch (KIP-360); the
-    // new epoch starts at sequence 0 and fences the old one.
-    let (same_pid, new_epoch) = init_producer_id(&mut client, pid, epoch);
-    assert_eq!((same_pid, new_epoch), (pid, epoch + 1));
+    // Re-initialising with an id and epoch and no transactional id gets a
+    // fresh producer id, as Kafka answers: naming someone else's id must
+    // not bump its epoch, or any client could fence any producer.
+    let (new_pid, new_epoch) = init_producer_id(&mut client, pid, epoch);
+    assert_ne!(new_pid, pid, "another client's id was handed out again");
+    assert_eq!(new_epoch, 0);
     assert_eq!(
-        produce(&mut client, &idempotent_batch(pid, new_epoch, 3, 1)).0,
-        OUT_OF_ORDER_SEQUENCE_NUMBER,
-        "a new epoch must start at sequence 0"
-    );
-    assert_eq!(
-        produce(&mut client, &idempotent_batch(pid, new_epoch, 0, 1)),
+        produce(&mut client, &idempotent_batch(new_pid, new_epoch, 0, 1)),
         (NONE, 10)
     );
     assert_eq!(
-        produce(&mut client, &idempotent_batch(pid, epoch, 10, 1)).0,
+        produce(&mut client, &idempotent_batch(pid, epoch, 10, 1)),
+        (NONE, 11),
+        "the first producer was fenced by another's InitProducerId"
+    );
+    // A batch of a newer epoch of the id fences the older epoch.
+    assert_eq!(
+        produce(&mut client, &idempotent_batch(pid, epoch + 1, 0, 1)),
+        (NONE, 12)
+    );
+    assert_eq!(
+        produce(&mut client, &idempotent_batch(pid, epoch, 11, 1)).0,
         INVALID_PRODUCER_EPOCH
     );
 
     // A producer id the broker has no state for: any sequence, as Kafka does.
     assert_eq!(
         produce(&mut client, &idempotent_batch(pid + 5000, 0, 42, 1)),
-        (NONE, 11)
+        (NONE, 13)
     );
 
     let expected: Vec<String> = [
         (pid, epoch, 0..10),
-        (pid, new_epoch, 0..1),
+        (new_pid, new_epoch, 0..1),
+        (pid, epoch, 10..11),
+        (pid, epoch + 1, 0..1),
         (pid + 5000, 0, 42..43),
     ]
     .into_iter()

@@ -1,8 +1,10 @@
 //! InitProducerId: producer ids for idempotent producers, from the
-//! controller's durable counter; a producer that re-initialises with its id
-//! and epoch (KIP-360) gets the epoch bumped. Transactions are not
-//! supported: a transactional id is answered as Kafka does while its
-//! transaction coordinator is unavailable.
+//! controller's durable counter. Without a transactional id every call
+//! gets a fresh id, as Kafka answers, also when it names an id and epoch
+//! (KIP-360): the broker cannot tell the owner of an id from any other
+//! client, and bumping the epoch of a named id would let anyone fence any
+//! producer. Transactions are not supported: a transactional id is answered
+//! as Kafka does while its transaction coordinator is unavailable.
 
 use sluice_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
@@ -28,12 +30,6 @@ pub async fn handle(
         // Kafka refuses an empty transactional id as an invalid request.
         Some(id) if id.is_empty() => return refused(ResponseError::InvalidRequest.code()),
         Some(_) => return refused(ResponseError::CoordinatorNotAvailable.code()),
-    }
-    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
-        return InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch + 1);
     }
     let allocated = ctx
         .shard
