@@ -14,7 +14,7 @@
 //! [`pipelining`] (in-order responses, acks=0), [`limits`] (memory budgets:
 //! fetch byte limits), [`metadata`] (topic changes
 //! survive crashes), [`crash_only`] (a panic or a failed WAL ends the
-//! process; restarts right after `kill -9`) and
+//! process; restarts right after `kill -9`), [`disk_full`] and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
 //! DESIGN.md).
 //!
@@ -27,6 +27,7 @@ mod verify;
 
 mod corrupt;
 mod crash_only;
+mod disk_full;
 mod durability;
 mod features;
 mod hostile;

@@ -45,7 +45,13 @@ impl WalError {
 impl fmt::Display for WalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WalError::Io { what, source } => write!(f, "WAL I/O error while {what}: {source}"),
+            WalError::Io { what, source } => {
+                write!(f, "WAL I/O error while {what}: {source}")?;
+                if source.kind() == std::io::ErrorKind::StorageFull {
+                    write!(f, " (the disk is full: free space on it and start again)")?;
+                }
+                Ok(())
+            }
             WalError::Corruption {
                 file,
                 offset,

@@ -76,7 +76,10 @@ pub async fn probe_device(dir: &Path) -> Result<()> {
     }
     let path = dir.join(".direct-io-probe");
     let what = || format!("probing direct I/O with {}", path.display());
-    std::fs::write(&path, [0u8; BLOCK as usize]).map_err(|e| WalError::io(what(), e))?;
+    if let Err(e) = std::fs::write(&path, [0u8; BLOCK as usize]) {
+        let _ = std::fs::remove_file(&path);
+        return Err(WalError::io(what(), e));
+    }
     let opened = DmaFile::open(&path).await;
     let _ = std::fs::remove_file(&path);
     opened

@@ -669,7 +669,7 @@ async fn write_and_sync(file: &Rc<DmaFile>, chunks: Vec<Chunk>) -> Result<()> {
         let problem = match written {
             Ok(n) if n == len => None,
             Ok(n) => Some(format!(
-                "short write at offset {offset}: {n} of {len} bytes"
+                "short write at offset {offset}: {n} of {len} bytes (is the disk full?)"
             )),
             Err(e) => Some(format!("write at offset {offset}: {e}")),
         };
