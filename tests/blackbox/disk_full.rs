@@ -65,7 +65,7 @@ fn a_full_disk_stops_the_broker_and_a_restart_after_freeing_space_keeps_every_ac
         producer.send_id(TOPIC, partition, id, 10_000);
         produced.insert(id, partition);
         id += 1;
-        if id % 100 == 0 {
+        if id.is_multiple_of(100) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
