@@ -19,6 +19,12 @@
 //! another place (an older incarnation of the file) can never pass as valid.
 //! Every flush is padded with a padding frame up to the next [`BLOCK`]
 //! boundary, so acknowledged bytes are never rewritten by a later flush.
+//!
+//! A padding frame's payload, when it has room ([`DURABLE_MARK_LEN`]
+//! bytes), is a durable mark: `DURABLE\0` and the WAL position (u64) below
+//! which every byte was durable, so acknowledged, when its flush was
+//! sealed. Recovery uses it to tell a torn tail from damage: an invalid
+//! frame below a valid later mark was acknowledged.
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SLUICEWL";
@@ -142,16 +148,33 @@ pub fn encode_frame(out: &mut [u8], position: u64, frame_type: u8, parts: &[&[u8
     header[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Magic of a durable mark (see the module doc).
+pub const DURABLE_MARK: [u8; 8] = *b"DURABLE\0";
+/// Payload bytes a durable mark takes: the magic and a position.
+pub const DURABLE_MARK_LEN: usize = 16;
+
 /// Encodes a padding frame filling all of `out` (a multiple of
-/// [`FRAME_ALIGN`], at least one frame header long).
-pub fn encode_padding(out: &mut [u8], position: u64) {
+/// [`FRAME_ALIGN`], at least one frame header long), carrying the durable
+/// mark `durable` when it has room for it.
+pub fn encode_padding(out: &mut [u8], position: u64, durable: u64) {
     debug_assert!(out.len() >= FRAME_HEADER_LEN && (out.len() as u64).is_multiple_of(FRAME_ALIGN));
     out.fill(0);
     let payload_len = out.len() - FRAME_HEADER_LEN;
     out[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     out[8] = FRAME_TYPE_PADDING;
+    if payload_len >= DURABLE_MARK_LEN {
+        let mark = &mut out[FRAME_HEADER_LEN..FRAME_HEADER_LEN + DURABLE_MARK_LEN];
+        mark[..8].copy_from_slice(&DURABLE_MARK);
+        mark[8..].copy_from_slice(&durable.to_le_bytes());
+    }
     let crc = frame_crc(position, &out[8..16], &[&out[FRAME_HEADER_LEN..]]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The durable mark in a padding frame's payload, if it carries one.
+pub fn durable_mark(padding_payload: &[u8]) -> Option<u64> {
+    let mark = padding_payload.get(..DURABLE_MARK_LEN)?;
+    (mark[..8] == DURABLE_MARK).then(|| u64::from_le_bytes(mark[8..].try_into().expect("8 bytes")))
 }
 
 /// What the first bytes at a position say about the frame there.
@@ -264,10 +287,15 @@ mod tests {
     fn zeroes_and_padding() {
         assert!(FrameHeader::parse(&[0u8; 16], 1 << 20).is_err());
         let mut pad = vec![0u8; 48];
-        encode_padding(&mut pad, 64);
+        encode_padding(&mut pad, 64, 4096);
         let header = FrameHeader::parse(&pad, 1 << 20).unwrap();
         assert_eq!(header.frame_type, FRAME_TYPE_PADDING);
         assert_eq!(header.disk_len(), 48);
         header.verify(64, &pad).unwrap();
+        assert_eq!(durable_mark(&pad[FRAME_HEADER_LEN..]), Some(4096));
+        // No room for a mark in the smallest padding frame.
+        let mut short = vec![0u8; 16];
+        encode_padding(&mut short, 64, 4096);
+        assert_eq!(durable_mark(&short[FRAME_HEADER_LEN..]), None);
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! A torn tail can only exist in the last segment, because the writer makes a
 //! segment fully durable before it writes the first byte of the next one.
-//! So an invalid frame in the last segment ends the log there (the bytes after
-//! it were never acknowledged), and an invalid frame anywhere else is
-//! corruption: reported with file and byte offset, or skipped and listed when
-//! the caller asked for [`RecoveryMode::SkipCorruption`].
+//! An invalid frame in the last segment ends the log there, unless a valid
+//! durable mark after it (see `format`) says its bytes were acknowledged:
+//! then, as for an invalid frame anywhere else, it is corruption, reported
+//! with file and byte offset, or skipped and listed when the caller asked
+//! for [`RecoveryMode::SkipCorruption`]. So are a damaged segment header
+//! with frames behind it and a segment missing from the sequence.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -17,8 +19,8 @@ use glommio::task::JoinHandle;
 
 use crate::error::{Result, WalError};
 use crate::format::{
-    decode_segment_header, FrameHeader, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING,
-    SEGMENT_HEADER_LEN,
+    align_up, decode_segment_header, durable_mark, FrameHeader, BLOCK, DURABLE_MARK_LEN,
+    FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_TYPE_PADDING, SEGMENT_HEADER_LEN,
 };
 use crate::segment::{absolute, list_segments, open_segment_read, probe_device, SegmentFile};
 
@@ -135,6 +137,9 @@ where
     let count = segments.len();
     for (i, segment) in segments.iter().enumerate() {
         let is_last = i + 1 == count;
+        if let Some(previous) = report.segments.last() {
+            check_contiguous(previous, segment, mode)?;
+        }
         let seg = scan_segment(segment, is_last, mode, &mut visitor).await?;
         report.frames += seg.frames;
         report.payload_bytes += seg.payload_bytes;
@@ -143,6 +148,41 @@ where
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Each segment starts where the one before it ended (rounded up to a
+/// block), so a segment missing from the middle of the log cannot pass
+/// unnoticed: the frames in it would silently be skipped.
+fn check_contiguous(
+    previous: &SegmentReport,
+    next: &SegmentFile,
+    mode: RecoveryMode,
+) -> Result<()> {
+    let expected = previous.base + align_up(previous.file_len, BLOCK);
+    if next.base == expected {
+        return Ok(());
+    }
+    let reason = if next.base > expected {
+        format!(
+            "WAL positions {expected}..{} are missing: a segment between {} and this one is gone",
+            next.base,
+            previous.path.display()
+        )
+    } else {
+        format!(
+            "this segment starts at position {} inside the previous one, which ends at {expected}",
+            next.base
+        )
+    };
+    if mode == RecoveryMode::Strict {
+        return Err(WalError::Corruption {
+            file: next.path.clone(),
+            offset: 0,
+            reason,
+        });
+    }
+    tracing::error!(file = %next.path.display(), reason, "WAL positions skipped");
+    Ok(())
 }
 
 /// Size of one sequential recovery read.
@@ -213,6 +253,18 @@ struct SegmentBytes {
 }
 
 impl SegmentBytes {
+    /// Reads of `file` from `start` (a multiple of [`BLOCK`]) on.
+    fn new(file: &Rc<DmaFile>, path: &Path, file_len: u64, start: u64) -> SegmentBytes {
+        SegmentBytes {
+            chunks: Chunks::new(file.clone(), file_len, start),
+            path: path.to_path_buf(),
+            cur: None,
+            cur_offset: start,
+            assembled: Vec::new(),
+            assembled_offset: 0,
+        }
+    }
+
     fn cur_end(&self) -> u64 {
         self.cur_offset + self.cur.as_ref().map_or(0, |c| c.len() as u64)
     }
@@ -314,9 +366,17 @@ where
             .map_err(|e| WalError::io(format!("reading {}", segment.path.display()), e))?;
         decode_segment_header(&block, segment.base).err()
     };
+    let mut bytes = SegmentBytes::new(&file, &segment.path, file_len, SEGMENT_HEADER_LEN);
     if let Some(reason) = header_problem {
-        if is_last {
-            tracing::warn!(file = %segment.path.display(), reason, "last segment has a torn header; it holds no acknowledged frame");
+        // A segment is created and its header synced before any frame is
+        // written to it: frames behind a bad header prove it was damaged
+        // after the fact, not torn while the segment was being created.
+        let holds_frames =
+            first_valid_frame(&mut bytes, segment.base, SEGMENT_HEADER_LEN, file_len)
+                .await?
+                .is_some();
+        if is_last && !holds_frames {
+            tracing::warn!(file = %segment.path.display(), reason, "last segment has a torn header; it holds no frame");
             report.torn_tail = Some(TornTail {
                 offset: 0,
                 dropped_bytes: file_len,
@@ -324,22 +384,31 @@ where
             });
             return Ok(report);
         }
-        return Err(WalError::Corruption {
-            file: segment.path.clone(),
+        if mode == RecoveryMode::Strict || is_last {
+            let advice = if is_last {
+                "; to start without it, move the file out of the WAL directory"
+            } else {
+                ""
+            };
+            return Err(WalError::Corruption {
+                file: segment.path.clone(),
+                offset: 0,
+                reason: format!(
+                    "damaged segment header ({reason}) of a segment holding frames{advice}"
+                ),
+            });
+        }
+        tracing::error!(file = %segment.path.display(), reason, "skipping a damaged segment header");
+        report.skipped.push(SkippedRange {
             offset: 0,
+            len: SEGMENT_HEADER_LEN,
             reason,
         });
+        // The search read ahead; start again after the header.
+        bytes = SegmentBytes::new(&file, &segment.path, file_len, SEGMENT_HEADER_LEN);
+    } else {
+        report.header_valid = true;
     }
-    report.header_valid = true;
-
-    let mut bytes = SegmentBytes {
-        chunks: Chunks::new(file.clone(), file_len, SEGMENT_HEADER_LEN),
-        path: segment.path.clone(),
-        cur: None,
-        cur_offset: SEGMENT_HEADER_LEN,
-        assembled: Vec::new(),
-        assembled_offset: 0,
-    };
     let mut offset = SEGMENT_HEADER_LEN;
     // Start of a corrupt range being skipped, with the first reason.
     let mut skipping: Option<(u64, String)> = None;
@@ -374,7 +443,24 @@ where
                     offset += FRAME_ALIGN;
                     continue;
                 }
-                if is_last {
+                let acked = if is_last {
+                    let found =
+                        acknowledged_beyond(&mut bytes, segment.base, offset, file_len).await?;
+                    // The search read ahead; go on reading from here.
+                    let block = offset / BLOCK * BLOCK;
+                    bytes = SegmentBytes::new(&file, &segment.path, file_len, block);
+                    found
+                } else {
+                    None
+                };
+                let reason = match acked {
+                    Some((mark_offset, durable)) => format!(
+                        "{reason}; these bytes were acknowledged (the durable mark at byte \
+                         offset {mark_offset} says every byte below WAL position {durable} was)"
+                    ),
+                    None => reason,
+                };
+                if is_last && acked.is_none() {
                     tracing::warn!(
                         file = %segment.path.display(),
                         offset,
@@ -414,6 +500,57 @@ where
         None => offset.min(file_len),
     };
     Ok(report)
+}
+
+/// The file offset of the first valid frame at or after `from` (frames are
+/// bound to their position, so only a frame written at that very place
+/// passes), searching every [`FRAME_ALIGN`] bytes.
+async fn first_valid_frame(
+    bytes: &mut SegmentBytes,
+    base: u64,
+    from: u64,
+    file_len: u64,
+) -> Result<Option<u64>> {
+    let mut offset = from;
+    while offset + FRAME_HEADER_LEN as u64 <= file_len {
+        if check_frame(bytes, offset, file_len, base + offset)
+            .await?
+            .is_ok()
+        {
+            return Ok(Some(offset));
+        }
+        offset += FRAME_ALIGN;
+    }
+    Ok(None)
+}
+
+/// Looks past an invalid frame at `from` for a valid durable mark saying
+/// the invalid bytes were acknowledged: `(mark's file offset, durable
+/// position)`. Without one, the bytes may be a flush that never completed.
+async fn acknowledged_beyond(
+    bytes: &mut SegmentBytes,
+    base: u64,
+    from: u64,
+    file_len: u64,
+) -> Result<Option<(u64, u64)>> {
+    let mut offset = from + FRAME_ALIGN;
+    while offset + (FRAME_HEADER_LEN + DURABLE_MARK_LEN) as u64 <= file_len {
+        // Cheap test first: only padding frames carry marks.
+        let span = bytes.load(offset, FRAME_HEADER_LEN).await?;
+        let header = bytes.bytes(&span, FRAME_HEADER_LEN);
+        if header[8] == FRAME_TYPE_PADDING && header[9..16].iter().all(|&b| b == 0) {
+            if let Ok((header, span)) = check_frame(bytes, offset, file_len, base + offset).await? {
+                let frame = bytes.bytes(&span, FRAME_HEADER_LEN + header.payload_len as usize);
+                if let Some(durable) = durable_mark(&frame[FRAME_HEADER_LEN..]) {
+                    if durable > base + from {
+                        return Ok(Some((offset, durable)));
+                    }
+                }
+            }
+        }
+        offset += FRAME_ALIGN;
+    }
+    Ok(None)
 }
 
 /// Checks the frame at `offset`: `Ok(Ok(..))` for a valid frame, `Ok(Err(reason))`

@@ -112,11 +112,65 @@ pub fn create_dir_durably(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| WalError::io(format!("creating {}", dir.display()), e))?;
     for parent in missing.iter().filter_map(|created| created.parent()) {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| WalError::io(format!("syncing directory {}", parent.display()), e))?;
+        sync_dir_blocking(parent)?;
     }
     Ok(())
+}
+
+/// Where recovery moves bytes it takes out of the log, so none is destroyed.
+pub const DAMAGED_DIR: &str = "damaged";
+
+/// Saves bytes `from..` of the segment at `path` into the WAL directory's
+/// [`DAMAGED_DIR`] (durably) before the caller cuts them off, unless they
+/// are all zero (nothing was there). Returns the copy's path, if made.
+pub fn save_tail_aside(dir: &Path, path: &Path, from: u64) -> Result<Option<PathBuf>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let failed = |what: &str, e| WalError::io(format!("{what} {}", path.display()), e);
+    let mut file = std::fs::File::open(path).map_err(|e| failed("opening", e))?;
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| failed("seeking in", e))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)
+        .map_err(|e| failed("reading", e))?;
+    if tail.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let aside = damaged_dir(dir)?.join(format!("{name}.from-{from}"));
+    write_durably(&aside, &tail)?;
+    Ok(Some(aside))
+}
+
+/// Moves the whole segment at `path` into [`DAMAGED_DIR`] (a rename, synced).
+pub fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().unwrap_or_default();
+    let aside = damaged_dir(dir)?.join(name);
+    std::fs::rename(path, &aside)
+        .map_err(|e| WalError::io(format!("moving {} aside", path.display()), e))?;
+    sync_dir_blocking(dir)?;
+    sync_dir_blocking(aside.parent().unwrap_or(dir))?;
+    Ok(aside)
+}
+
+fn damaged_dir(dir: &Path) -> Result<PathBuf> {
+    let aside = dir.join(DAMAGED_DIR);
+    create_dir_durably(&aside)?;
+    Ok(aside)
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let failed = |what: &str, e| WalError::io(format!("{what} {}", path.display()), e);
+    let mut f = std::fs::File::create(path).map_err(|e| failed("creating", e))?;
+    f.write_all(bytes).map_err(|e| failed("writing", e))?;
+    f.sync_all().map_err(|e| failed("syncing", e))?;
+    sync_dir_blocking(path.parent().unwrap_or(Path::new("/")))
+}
+
+fn sync_dir_blocking(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| WalError::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Opens an existing segment for reading and writing.

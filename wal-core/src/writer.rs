@@ -30,11 +30,12 @@ use glommio::io::{DmaBuffer, DmaFile};
 use crate::error::{Result, WalError};
 use crate::format::{
     align_up, encode_frame, encode_padding, frame_disk_len, segment_file_name, BLOCK,
-    FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    DURABLE_MARK_LEN, FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
 use crate::segment::{
-    absolute, create_dir_durably, create_segment, open_segment, open_segment_read, sync_dir,
+    absolute, create_dir_durably, create_segment, move_aside, open_segment, open_segment_read,
+    save_tail_aside, sync_dir,
 };
 
 /// Settings of a WAL. Defaults suit a broker shard.
@@ -225,7 +226,10 @@ impl Wal {
                 (0, file, SEGMENT_HEADER_LEN)
             }
             Some(last) if !last.header_valid => {
-                // Died while creating this segment: nothing in it was acknowledged.
+                // Died while creating this segment: it holds no frame (recovery
+                // checked). Its bytes go aside, not away.
+                let aside = move_aside(dir, &last.path)?;
+                tracing::warn!(segment = %last.path.display(), aside = %aside.display(), "segment with a torn header moved aside");
                 let file = create_segment(dir, last.base).await?;
                 (last.base, file, last.base + SEGMENT_HEADER_LEN)
             }
@@ -233,7 +237,11 @@ impl Wal {
                 let file = open_segment(&last.path).await?;
                 if last.file_len > last.valid_end {
                     // Old bytes past the valid end must go before anything new is
-                    // written, or a later recovery could read them as frames.
+                    // written, or a later recovery could read them as frames;
+                    // they were never acknowledged, and are kept aside.
+                    if let Some(aside) = save_tail_aside(dir, &last.path, last.valid_end)? {
+                        tracing::warn!(segment = %last.path.display(), from = last.valid_end, aside = %aside.display(), "torn tail saved aside before cutting it");
+                    }
                     file.truncate(last.valid_end).await.map_err(|e| {
                         WalError::io(format!("truncating {}", last.path.display()), e)
                     })?;
@@ -485,15 +493,28 @@ impl Wal {
 
 impl State {
     /// Closes the active chunk: pads it to a block boundary so the next flush
-    /// starts on a fresh block and never rewrites this one.
+    /// starts on a fresh block and never rewrites this one. The padding
+    /// carries the durable mark; a gap too small for it grows by a block
+    /// when the buffer has room.
     fn seal_active(&mut self) {
         let Some(mut chunk) = self.active.take() else {
             return;
         };
-        let aligned = align_up(chunk.len as u64, BLOCK) as usize;
+        let mut aligned = align_up(chunk.len as u64, BLOCK) as usize;
+        let gap = aligned - chunk.len;
+        if gap > 0
+            && gap < FRAME_HEADER_LEN + DURABLE_MARK_LEN
+            && aligned + BLOCK as usize <= chunk.buf.len()
+        {
+            aligned += BLOCK as usize;
+        }
         if aligned > chunk.len {
             let position = chunk.segment + chunk.offset + chunk.len as u64;
-            encode_padding(&mut chunk.buf.as_bytes_mut()[chunk.len..aligned], position);
+            encode_padding(
+                &mut chunk.buf.as_bytes_mut()[chunk.len..aligned],
+                position,
+                self.durable,
+            );
             self.stats.padding_bytes += (aligned - chunk.len) as u64;
             chunk.len = aligned;
         }

@@ -309,3 +309,193 @@ fn flipped_bit_in_an_older_segment_is_corruption_with_file_and_offset() {
         assert!(report.skipped_bytes() > 0);
     });
 }
+
+/// The base position of the segment file at `path`.
+fn base_of(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// A fixture whose last segment holds acknowledged frames before its last
+/// flush, and one of them (the first in that segment).
+fn fixture_with_acked_frames_in_the_last_segment() -> (Fixture, Frame) {
+    for seed in 100..200 {
+        let f = fixture(seed);
+        let base = base_of(&f.last_segment);
+        if let Some(frame) = f.acked.iter().find(|fr| fr.position >= base).cloned() {
+            return (f, frame);
+        }
+    }
+    panic!("no fixture with acknowledged frames in its last segment");
+}
+
+/// Expects strict recovery to stop with corruption in `file` at `offset`.
+async fn expect_corruption(dir: &Path, file: &Path, offset: u64, what: &str) -> String {
+    match scan_all(dir, RecoveryMode::Strict).await {
+        Err(WalError::Corruption {
+            file: f,
+            offset: o,
+            reason,
+        }) => {
+            assert_eq!((f.as_path(), o), (file, offset), "{what}: {reason}");
+            reason
+        }
+        other => panic!(
+            "{what}: expected corruption, got {:?}",
+            other.map(|r| r.1.frames)
+        ),
+    }
+}
+
+/// A flipped bit in an acknowledged frame of the last segment is damage,
+/// not a torn tail: the durable mark of the last flush proves it was
+/// acknowledged. Every byte of the frame's header, and one of its payload.
+#[test]
+fn damage_to_an_acknowledged_frame_of_the_last_segment_is_corruption() {
+    let (f, frame) = fixture_with_acked_frames_in_the_last_segment();
+    let base = base_of(&f.last_segment);
+    let at = (frame.position - base) as usize;
+    let trial = f.dir.with_extension("trial");
+    let f = std::rc::Rc::new(f);
+    let fx = f.clone();
+    let t = trial.clone();
+    run(async move {
+        for byte in (0..16).chain([16 + 3]) {
+            let mut image = fx.image.clone();
+            image[at + byte] ^= 0x04;
+            stage(&fx, &t, &image);
+            let what = format!(
+                "bit flipped in byte {byte} of the frame at {}",
+                frame.position
+            );
+            let reason = expect_corruption(
+                &t,
+                &t.join(fx.last_segment.file_name().unwrap()),
+                at as u64,
+                &what,
+            )
+            .await;
+            assert!(reason.contains("acknowledged"), "{what}: {reason}");
+            assert!(
+                matches!(
+                    Wal::open(&t, opts(), |_| {}).await,
+                    Err(WalError::Corruption { .. })
+                ),
+                "{what}: the log opened over acknowledged damage"
+            );
+        }
+        // Skipping is explicit and loses only the damaged frame.
+        let mut image = fx.image.clone();
+        image[at + 16 + 3] ^= 0x04;
+        stage(&fx, &t, &image);
+        let (frames, report) = scan_all(&t, RecoveryMode::SkipCorruption).await.unwrap();
+        let total = fx.acked.len() + fx.last_flush.len();
+        assert_eq!(frames.len(), total - 1);
+        assert!(report.skipped_bytes() > 0);
+    });
+    let _ = std::fs::remove_dir_all(&trial);
+}
+
+/// A bit flip at every byte of the last segment's header: the segment holds
+/// frames, so it is corruption, never "died while creating the segment"
+/// (which recreated the file empty, with every frame in it).
+#[test]
+fn a_damaged_header_of_the_last_segment_is_corruption_not_a_new_segment() {
+    let f = fixture(21);
+    let trial = f.dir.with_extension("trial");
+    let last = trial.join(f.last_segment.file_name().unwrap());
+    let f = std::rc::Rc::new(f);
+    let fx = f.clone();
+    let t = trial.clone();
+    run(async move {
+        for byte in 0..4096usize {
+            let mut image = fx.image.clone();
+            image[byte] ^= 0x01;
+            stage(&fx, &t, &image);
+            let what = format!("bit flipped in header byte {byte}");
+            if byte < 28 {
+                let reason = expect_corruption(&t, &last, 0, &what).await;
+                assert!(reason.contains("holding frames"), "{what}: {reason}");
+                assert!(Wal::open(&t, opts(), |_| {}).await.is_err(), "{what}");
+            } else {
+                // Bytes the header does not use: nothing is lost.
+                let (frames, _) = scan_all(&t, RecoveryMode::Strict).await.unwrap();
+                assert_eq!(frames.len(), fx.acked.len() + fx.last_flush.len(), "{what}");
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&trial);
+}
+
+/// A segment gone from the middle of the log is corruption naming the
+/// segment after the hole, never a clean start that skips its frames.
+#[test]
+fn a_missing_segment_is_corruption() {
+    let f = (31..100)
+        .map(fixture)
+        .find(|f| segment_paths(&f.dir).len() >= 3)
+        .expect("a fixture with 3 segments");
+    let segments = segment_paths(&f.dir);
+    std::fs::remove_file(&segments[1]).unwrap();
+    let dir = f.dir.clone();
+    let next = segments[2].clone();
+    run(async move {
+        let reason = expect_corruption(&dir, &next, 0, "segment 1 removed").await;
+        assert!(reason.contains("missing"), "{reason}");
+        assert!(Wal::open(&dir, opts(), |_| {}).await.is_err());
+    });
+}
+
+/// What recovery takes out of the log goes aside, not away: a last segment
+/// with a torn header (no frame in it) is moved to `damaged/`, and the
+/// non-zero bytes of a torn tail are copied there before the cut.
+#[test]
+fn recovery_moves_damaged_bytes_aside() {
+    let f = fixture(41);
+    let trial = f.dir.with_extension("trial");
+    let total = f.acked.len();
+    let names_aside = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("damaged"))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // A torn tail: garbage in the middle of the last (unacknowledged) flush.
+    let mut image = f.image.clone();
+    let cut = f.flush_start as usize + 40;
+    for b in &mut image[cut..cut + 8] {
+        *b ^= 0xff;
+    }
+    stage(&f, &trial, &image);
+    let t = trial.clone();
+    run(async move {
+        let (_, report) = Wal::open(&t, opts(), |_| {}).await.unwrap();
+        assert!(report.frames as usize >= total);
+    });
+    let aside = names_aside(&trial);
+    assert!(
+        aside.iter().any(|n| n.contains(".from-")),
+        "torn tail not saved aside: {aside:?}"
+    );
+
+    // A segment being created when the process died: a header half written.
+    stage(&f, &trial, &f.image);
+    let next_base = base_of(&f.last_segment) + f.image.len() as u64;
+    let torn_header = format!("{next_base:020}.wal");
+    std::fs::write(trial.join(&torn_header), [0x53u8; 100]).unwrap();
+    let t = trial.clone();
+    let all = f.acked.len() + f.last_flush.len();
+    run(async move {
+        let (_, report) = Wal::open(&t, opts(), |_| {}).await.unwrap();
+        assert_eq!(report.frames as usize, all);
+    });
+    let aside = names_aside(&trial);
+    assert!(
+        aside.contains(&torn_header),
+        "torn header not moved aside: {aside:?}"
+    );
+    let _ = std::fs::remove_dir_all(&trial);
+}
