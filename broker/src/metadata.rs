@@ -171,7 +171,8 @@ pub fn new_topic_id() -> [u8; 16] {
     id
 }
 
-fn hex(id: &[u8; 16]) -> String {
+/// A topic id as 32 hex digits.
+pub fn hex(id: &[u8; 16]) -> String {
     id.iter().fold(String::with_capacity(32), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s

@@ -67,5 +67,20 @@ pub async fn recover(
         "WAL recovered"
     );
     log.log_replay(metadata);
+    if !log.gaps.is_empty() {
+        if !args.skip_corruption {
+            return Err(format!(
+                "offsets are missing in {}: {}. Nothing was served; `sluice wal inspect` shows \
+                 the log, and --skip-corruption starts with what is there",
+                wal_dir.display(),
+                log.gaps.join("; ")
+            ));
+        }
+        tracing::error!(
+            shard = shard.index(),
+            gaps = log.gaps.len(),
+            "serving partitions with offset gaps (--skip-corruption)"
+        );
+    }
     Ok(Recovered { wal, log, groups })
 }

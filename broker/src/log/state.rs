@@ -29,6 +29,10 @@ pub struct LogState {
     pub skipped_deleted: u64,
     /// Frames that did not parse or did not fit the log (logged, skipped).
     pub skipped_invalid: u64,
+    /// Offsets missing between two batches of a partition, as found in
+    /// replay: a loss that must not hide (recovery stops on it unless told
+    /// to skip corruption).
+    pub gaps: Vec<String>,
 }
 
 impl LogState {
@@ -40,6 +44,7 @@ impl LogState {
             producers: ProducerStates::default(),
             skipped_deleted: 0,
             skipped_invalid: 0,
+            gaps: Vec::new(),
         }
     }
 
@@ -84,8 +89,19 @@ impl LogState {
             );
             return;
         }
-        if partition.index.is_empty() && partition.log_start_position.is_none() {
+        let fresh = partition.index.is_empty() && partition.log_start_position.is_none();
+        if fresh {
             partition.log_start = batch.base_offset();
+        } else if batch.base_offset() > partition.log_end {
+            let gap = format!(
+                "partition {} of topic id {}: offsets {}..{} missing before the batch at WAL position {position}",
+                key.partition,
+                crate::metadata::hex(&key.topic_id),
+                partition.log_end,
+                batch.base_offset() - 1,
+            );
+            tracing::error!(gap, "offset gap in the log");
+            self.gaps.push(gap);
         }
         partition.push(BatchEntry {
             base_offset: batch.base_offset(),
@@ -325,5 +341,17 @@ mod tests {
         s.finish_replay();
         let p = &s.partitions[&key];
         assert_eq!((p.log_start, p.log_end, p.high_watermark), (7, 8, 8));
+        assert!(s.gaps.is_empty());
+    }
+
+    #[test]
+    fn an_offset_gap_in_replay_is_reported() {
+        let mut s = LogState::new(ShardId::new(0));
+        replay(&mut s, 4096, RECORD_BATCH.id, &batch_frame(0, 0));
+        replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 1));
+        replay(&mut s, 4352, RECORD_BATCH.id, &batch_frame(0, 5));
+        assert_eq!(s.gaps.len(), 1);
+        assert!(s.gaps[0].contains("offsets 2..4 missing"), "{}", s.gaps[0]);
+        assert!(s.gaps[0].contains("4352"), "{}", s.gaps[0]);
     }
 }
