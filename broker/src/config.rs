@@ -45,6 +45,23 @@ pub struct ServeArgs {
     /// asks (Kafka's fetch.max.bytes): it bounds the memory of one fetch.
     #[arg(long, default_value_t = 55 * 1024 * 1024)]
     pub fetch_max_bytes: usize,
+    /// Memory for requests being handled, fetch reads and responses not yet
+    /// written, all shards together (split evenly); past it connections
+    /// are not read until memory comes back. Default: a quarter of RAM.
+    #[arg(long)]
+    pub memory_budget_mib: Option<usize>,
+    /// Most client connections at once; more are closed as they arrive
+    /// (Kafka's max.connections).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most connections from one client address (Kafka's
+    /// max.connections.per.ip); 0: no limit but --max-connections.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// A connection with nothing to read for this long is closed (Kafka's
+    /// connections.max.idle.ms).
+    #[arg(long, default_value_t = 600_000)]
+    pub connections_max_idle_ms: u64,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,
@@ -72,6 +89,12 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The memory budget in bytes (`--memory-budget-mib` or the default).
+    pub fn memory_budget_bytes(&self) -> usize {
+        self.memory_budget_mib
+            .map_or_else(crate::memory::default_budget_bytes, |mib| mib << 20)
+    }
+
     /// `host:port` clients should use.
     pub fn advertised(&self) -> (String, i32) {
         match &self.advertised_listener {

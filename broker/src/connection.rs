@@ -5,8 +5,17 @@
 //! awaits the handles in queue order. A produce with acks=0 yields no
 //! response and so cannot shift the others. The queue is bounded, so a
 //! client pipelining without limit is slowed down, not buffered forever.
+//!
+//! Memory: a request's bytes count against the connection's limit and the
+//! shard's budget (`memory`) from the moment it is cut from the stream
+//! until its response is written, and the response's bytes count too; a
+//! connection over either is not read until some are written. A frame
+//! larger than the read buffer is reserved before its body is read. A
+//! connection with nothing to read for `--connections-max-idle-ms` is
+//! closed.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +27,7 @@ use sluice_protocol::{frame, header, versions, ProtocolError, Request};
 use crate::context::{RequestContext, Session};
 use crate::handlers::Reply;
 use crate::lifecycle::Lifecycle;
+use crate::memory::Reservation;
 use crate::shard::Shard;
 
 /// Requests of one connection being handled at once.
@@ -35,13 +45,24 @@ const MAX_RETIRED_SIZE: usize = 4 << 20;
 /// connection is not read until some finish (one request is always let in).
 const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 
-type Response = JoinHandle<Reply>;
+/// A response on its way, and the memory it holds until written.
+type Response = JoinHandle<(Reply, Held)>;
 
-/// Serves one connection until the client closes it or sends garbage.
+/// What a request holds until its response is written: its bytes against
+/// the connection's limit and the shard's budget, and the response's.
+struct Held {
+    _request: (InFlightBytes, Option<Reservation>),
+    _response: Option<Reservation>,
+}
+
+/// Serves one connection until the client closes it, sends garbage or
+/// stays idle too long.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let session = Rc::new(Session::new(stream.peer_addr().ok()));
     let peer = session.peer_text();
     let _ = stream.set_nodelay(true);
+    let idle = Duration::from_millis(shard.config().connections_max_idle_ms.max(1));
+    let _ = stream.set_read_timeout(Some(idle));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (queue, responses) = local_channel::new_bounded::<Response>(MAX_PIPELINED);
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
@@ -49,6 +70,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut buf = ReadBuffer::new();
     let in_flight = Rc::new(InFlight::default());
     let stop = shard.lifecycle().shutdown.generation();
+    // The budget taken for a frame too large for the read buffer, before
+    // its body was read.
+    let mut reserved_frame: Option<Reservation> = None;
     'conn: loop {
         loop {
             let frame = match buf.split_frame(max_frame) {
@@ -59,8 +83,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     break 'conn;
                 }
             };
-            in_flight.admit(frame.len()).await;
-            let Some(response) = dispatch(&shard, &session, &peer, frame, &in_flight) else {
+            let held = in_flight.admit(frame.len()).await;
+            let budget = match reserved_frame.take() {
+                Some(reserved) => reserved,
+                None => shard.memory().reserve(frame.len()).await,
+            };
+            let request = (held, Some(budget));
+            let Some(response) = dispatch(&shard, &session, &peer, frame, request) else {
                 break 'conn;
             };
             if queue.send(response).await.is_err() {
@@ -72,6 +101,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let want = match frame::check(data, max_frame) {
             Ok(None) if data.len() >= frame::SIZE_PREFIX => {
                 let size = i32::from_be_bytes([data[0], data[1], data[2], data[3]]).max(0) as usize;
+                if size > READ_CHUNK && reserved_frame.is_none() {
+                    reserved_frame = Some(shard.memory().reserve(size).await);
+                }
                 size + frame::SIZE_PREFIX - data.len()
             }
             _ => 1,
@@ -85,6 +117,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .await;
         match read {
             Some(Ok(n)) if n > 0 => buf.filled(n),
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::debug!(peer, "closing idle connection");
+                break;
+            }
             _ => break,
         }
     }
@@ -92,19 +128,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = writer.await;
 }
 
-/// Starts handling one request frame; `None` closes the connection.
+/// Starts handling one request frame, which keeps `holding` until its
+/// response is written; `None` closes the connection.
 fn dispatch(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     peer: &str,
     frame: Bytes,
-    in_flight: &Rc<InFlight>,
+    holding: (InFlightBytes, Option<Reservation>),
 ) -> Option<Response> {
-    let size = frame.len();
-    let release = {
-        let in_flight = in_flight.clone();
-        move || in_flight.release(size)
-    };
     let (header, body) = match header::parse(frame) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -121,12 +153,20 @@ fn dispatch(
                 header,
                 session: session.clone(),
             };
+            let held = holding;
             Some(
                 glommio::spawn_local(async move {
                     let response = crate::handlers::handle(&ctx, request).await;
                     lifecycle.done(&lifecycle.active_requests);
-                    release();
-                    response
+                    let written = match &response {
+                        Reply::Frame(bytes) => Some(ctx.shard.memory().force(bytes.len())),
+                        _ => None,
+                    };
+                    let held = Held {
+                        _request: held,
+                        _response: written,
+                    };
+                    (response, held)
                 })
                 .detach(),
             )
@@ -136,13 +176,16 @@ fn dispatch(
             api_version,
         }) => {
             tracing::debug!(peer, api_key, api_version, "unsupported API version");
-            release();
             let mut out = BytesMut::new();
             if let Err(e) = versions::write_unsupported(&mut out, &header) {
                 tracing::warn!(peer, error = %e, "closing connection: cannot answer");
                 return None;
             }
-            Some(glommio::spawn_local(async move { Reply::Frame(out) }).detach())
+            let held = Held {
+                _request: holding,
+                _response: None,
+            };
+            Some(glommio::spawn_local(async move { (Reply::Frame(out), held) }).detach())
         }
         Err(e) => {
             tracing::warn!(
@@ -163,14 +206,15 @@ async fn write_responses(
     mut writer: futures_lite::io::WriteHalf<TcpStream>,
 ) {
     while let Some(response) = responses.recv().await {
+        // `_held` goes once the response is written.
         match response.await {
-            Some(Reply::Frame(bytes)) => {
+            Some((Reply::Frame(bytes), _held)) => {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
             }
-            Some(Reply::Nothing) => {}
-            Some(Reply::Close) | None => break,
+            Some((Reply::Nothing, _held)) => {}
+            Some((Reply::Close, _)) | None => break,
         }
     }
     let _ = writer.close().await;
@@ -183,19 +227,35 @@ struct InFlight {
     released: crate::notify::Notify,
 }
 
+/// A request's bytes counted in its connection's [`InFlight`] until dropped.
+struct InFlightBytes {
+    in_flight: Rc<InFlight>,
+    size: usize,
+}
+
 impl InFlight {
-    /// Waits until `size` more bytes fit (or nothing is in flight), then counts them.
-    async fn admit(&self, size: usize) {
+    /// Waits until `size` more bytes fit (or nothing is in flight), then
+    /// counts them until the returned guard is dropped.
+    async fn admit(self: &Rc<Self>, size: usize) -> InFlightBytes {
         while self.bytes.get() > 0 && self.bytes.get() + size > MAX_IN_FLIGHT_BYTES {
             let g = self.released.generation();
             self.released.changed(g).await;
         }
         self.bytes.set(self.bytes.get() + size);
+        InFlightBytes {
+            in_flight: self.clone(),
+            size,
+        }
     }
+}
 
-    fn release(&self, size: usize) {
-        self.bytes.set(self.bytes.get().saturating_sub(size));
-        self.released.notify();
+impl Drop for InFlightBytes {
+    fn drop(&mut self) {
+        let in_flight = &self.in_flight;
+        in_flight
+            .bytes
+            .set(in_flight.bytes.get().saturating_sub(self.size));
+        in_flight.released.notify();
     }
 }
 

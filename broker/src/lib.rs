@@ -12,6 +12,7 @@
 //! published to every shard as an immutable snapshot. Errors are one type
 //! (`error`), mapped to Kafka codes in one place.
 
+pub mod admission;
 pub mod alloc;
 pub mod config;
 pub mod connection;
@@ -27,6 +28,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod log;
 pub mod logging;
+pub mod memory;
 pub mod metadata;
 pub mod notify;
 pub mod record_stream;

@@ -27,7 +27,7 @@ enum Command {
     /// Run the broker.
     // A flag given twice takes the last value: config-file flags go first.
     #[command(args_override_self = true)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Tools that read the write-ahead log directly.
     Wal {
         #[command(subcommand)]
@@ -50,31 +50,30 @@ enum WalCommand {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Command::Serve(ServeArgs {
-        config: Some(path), ..
-    }) = &cli.command
-    {
-        // Re-parse with the file's settings first, so command-line flags win.
-        let file_flags = match sluice::config::config_flags(path) {
-            Ok(flags) => flags,
-            Err(e) => {
-                eprintln!("sluice: error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        let at = argv
-            .iter()
-            .position(|a| a == "serve")
-            .map_or(argv.len(), |i| i + 1);
-        argv.splice(at..at, file_flags.into_iter().map(Into::into));
-        cli = Cli::parse_from(argv);
+    if let Command::Serve(args) = &cli.command {
+        if let Some(path) = &args.config {
+            // Re-parse with the file's settings first, so command-line flags win.
+            let file_flags = match sluice::config::config_flags(path) {
+                Ok(flags) => flags,
+                Err(e) => {
+                    eprintln!("sluice: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let at = argv
+                .iter()
+                .position(|a| a == "serve")
+                .map_or(argv.len(), |i| i + 1);
+            argv.splice(at..at, file_flags.into_iter().map(Into::into));
+            cli = Cli::parse_from(argv);
+        }
     }
     sluice::logging::init();
     let result = match cli.command {
         Command::Serve(args) => {
             sluice::crash::install_panic_hook();
-            sluice::server::serve(args)
+            sluice::server::serve(*args)
         }
         Command::Wal {
             command: WalCommand::Inspect { dir, frames },

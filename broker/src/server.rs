@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::admission::ConnectionGate;
 use crate::config::ServeArgs;
 use crate::crash::{self, FailPoint};
 use crate::groups::GroupService;
@@ -32,12 +33,13 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     let metadata = Arc::new(metadata::load(&args.data_dir, shards)?);
     refuse_address_in_use(&args)?;
     let fail_point = crate::crash::FailPoint::from_env()?;
+    let gate = ConnectionGate::new(args.max_connections, args.max_connections_per_ip);
     let signals = block_shutdown_signals();
     let args = Arc::new(args);
     let cluster_id: Arc<str> = cluster_id.into();
 
     let channels: Vec<(flume::Sender<Job>, flume::Receiver<Job>)> =
-        (0..shards).map(|_| flume::unbounded()).collect();
+        (0..shards).map(|_| flume::bounded(CALL_QUEUE)).collect();
     let senders: Vec<flume::Sender<Job>> = channels.iter().map(|(tx, _)| tx.clone()).collect();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let exited = Arc::new(AtomicUsize::new(0));
@@ -46,6 +48,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     for (id, (_, rx)) in channels.into_iter().enumerate() {
         let (args, cluster_id, metadata) = (args.clone(), cluster_id.clone(), metadata.clone());
         let (peers, ready, exited) = (senders.clone(), ready_tx.clone(), exited.clone());
+        let gate = gate.clone();
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
             .name(&format!("shard-{id}"))
             .io_memory(args.io_memory_mib << 20);
@@ -61,6 +64,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
                     metadata,
                     jobs: rx,
                     peers,
+                    gate,
                     fail_point,
                 };
                 let result = run_shard(start, ready.clone()).await;
@@ -129,6 +133,11 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     }
 }
 
+/// Calls waiting for a shard to take them; a caller past this waits (the
+/// shard takes calls as fast as they come, each into a task of its own, so
+/// the bound only limits what sits in the queue).
+const CALL_QUEUE: usize = 4096;
+
 /// What one shard starts from.
 struct ShardStart {
     id: ShardId,
@@ -139,6 +148,8 @@ struct ShardStart {
     jobs: flume::Receiver<Job>,
     /// Every shard's call queue, this one's included.
     peers: Vec<flume::Sender<Job>>,
+    /// The broker's connection limits.
+    gate: Arc<ConnectionGate>,
     fail_point: Option<FailPoint>,
 }
 
@@ -153,6 +164,7 @@ async fn run_shard(
         metadata,
         jobs,
         peers,
+        gate,
         fail_point,
     } = start;
     let recovered = crate::recovery::recover(id, &args, &metadata).await?;
@@ -225,9 +237,24 @@ async fn run_shard(
         .await;
         match accepted {
             None => break,
-            Some(Ok(stream)) => {
-                glommio::spawn_local(crate::connection::serve(shard.clone(), stream)).detach();
-            }
+            Some(Ok(stream)) => match gate.admit(stream.peer_addr().ok()) {
+                Ok(admitted) => {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        crate::connection::serve(shard, stream).await;
+                        drop(admitted);
+                    })
+                    .detach();
+                }
+                Err((why, refused)) => {
+                    // Closed at once, as Kafka does; logged sparingly, since
+                    // a flood of them is what the limit is for.
+                    if refused.is_power_of_two() {
+                        tracing::warn!(why, refused, "connection refused");
+                    }
+                    drop(stream);
+                }
+            },
             Some(Err(e)) => {
                 tracing::warn!(shard = id.index(), error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;

@@ -17,6 +17,7 @@ use crate::controller::state::ControllerState;
 use crate::groups::GroupService;
 use crate::lifecycle::Lifecycle;
 use crate::log::Log;
+use crate::memory::MemoryBudget;
 use crate::metadata::Metadata;
 use crate::shard_id::ShardId;
 
@@ -33,6 +34,7 @@ pub struct Shard {
     groups: Rc<GroupService>,
     controller: ControllerState,
     lifecycle: Rc<Lifecycle>,
+    memory: Rc<MemoryBudget>,
     peers: Vec<flume::Sender<Job>>,
 }
 
@@ -48,8 +50,10 @@ impl Shard {
         lifecycle: Rc<Lifecycle>,
         peers: Vec<flume::Sender<Job>>,
     ) -> Shard {
+        let memory = MemoryBudget::new(config.memory_budget_bytes() / peers.len().max(1));
         Shard {
             id,
+            memory,
             config,
             cluster_id,
             metadata: RefCell::new(Arc::new(Metadata::default())),
@@ -64,6 +68,11 @@ impl Shard {
     /// This shard.
     pub fn id(&self) -> ShardId {
         self.id
+    }
+
+    /// This shard's share of the broker's memory budget.
+    pub fn memory(&self) -> &Rc<MemoryBudget> {
+        &self.memory
     }
 
     /// Number of shards.
@@ -123,7 +132,7 @@ impl Shard {
                 let _ = tx.send(f(shard).await);
             })
         });
-        self.peers.get(target.index())?.send(job).ok()?;
+        self.peers.get(target.index())?.send_async(job).await.ok()?;
         rx.recv_async().await.ok()
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::FetchResponse;
+use kafka_protocol::messages::{ApiVersionsRequest, FetchResponse};
 use kafka_protocol::records::Compression;
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -81,13 +81,14 @@ fn records_of(response: &FetchResponse) -> Vec<(i32, Bytes)> {
         .collect()
 }
 
+/// The broker's resident memory (0 once it is gone).
 fn rss_bytes(pid: i32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib: usize = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
+        .unwrap_or(0);
     kib * KIB
 }
 
@@ -268,5 +269,189 @@ fn list_offsets_by_time_does_not_decompress_a_bomb() {
     assert!(
         after < before + 64 * MIB,
         "RSS grew from {before} to {after} bytes for ListOffsets"
+    );
+}
+
+#[test]
+fn connections_past_the_limit_are_closed_and_idle_ones_too() {
+    let dir = DataDir::new("conn-limits");
+    let broker = Broker::start(
+        dir.path(),
+        2,
+        &["--max-connections", "4", "--connections-max-idle-ms", "500"],
+    );
+    let answers = |c: &mut RawClient| {
+        c.send(3, &ApiVersionsRequest::default());
+        c.try_read_frame().is_ok()
+    };
+    let mut open: Vec<RawClient> = (0..4).map(|_| RawClient::connect(broker.addr())).collect();
+    assert!(open.iter_mut().all(answers), "four connections are let in");
+    let mut fifth = RawClient::connect(broker.addr());
+    assert!(!answers(&mut fifth), "a fifth connection was served");
+    // Idle for longer than 500 ms: closed, and their places free again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!answers(&mut open[0]), "an idle connection was kept");
+    let mut again = RawClient::connect(broker.addr());
+    assert!(
+        answers(&mut again),
+        "a connection after the idle ones closed"
+    );
+}
+
+/// Hostile load, scaled by `SLUICE_HOSTILE_CONNECTIONS` (default 40 here;
+/// the README records a run with 1,000): every connection pipelines
+/// `SLUICE_HOSTILE_PIPELINE` of the largest Fetch the broker allows and a
+/// produce of the largest batch, and never reads its responses. The
+/// broker's RSS must stay under its memory budget plus a stated constant
+/// per connection, a Metadata request on another connection is answered,
+/// and a well-behaved producer keeps making progress.
+#[test]
+fn hostile_pipelining_stays_within_the_memory_budget() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let connections = env("SLUICE_HOSTILE_CONNECTIONS", 40);
+    let pipeline = env("SLUICE_HOSTILE_PIPELINE", 8);
+    const BUDGET_MIB: usize = 256;
+    let dir = DataDir::new("hostile-load");
+    let budget = std::env::var("SLUICE_HOSTILE_BUDGET_MIB").unwrap_or(BUDGET_MIB.to_string());
+    let broker = Broker::start(dir.path(), 2, &["--memory-budget-mib", &budget]);
+    create_topic(&broker, "hostile", 2, &[]);
+    create_topic(&broker, "polite", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    for p in 0..2 {
+        fill(&mut client, "hostile", p, 30, 1000 * KIB);
+    }
+    let baseline = rss_bytes(broker.pid());
+
+    let pid = broker.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let big_batch = batch(
+        &[Rec {
+            key: None,
+            value: Some(&vec![b'h'; 1000 * KIB]),
+            timestamp: 1,
+        }],
+        Compression::None,
+    );
+    let mut fetch = fetch_request("hostile", 0, 0)
+        .with_max_bytes(i32::MAX)
+        .with_max_wait_ms(0);
+    for t in &mut fetch.topics {
+        t.partitions = (0..2)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_current_leader_epoch(-1)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(i32::MAX)
+            })
+            .collect();
+    }
+    let produce = crate::raw::produce_request("hostile", 1, big_batch, -1);
+    let mut stream_bytes = Vec::new();
+    for i in 0..pipeline as i32 {
+        stream_bytes.extend_from_slice(&RawClient::frame(FETCH_V, 2 * i, &fetch));
+        stream_bytes.extend_from_slice(&RawClient::frame(
+            crate::raw::PRODUCE_V,
+            2 * i + 1,
+            &produce,
+        ));
+    }
+    let stream_bytes = std::sync::Arc::new(stream_bytes);
+    // Each hostile connection writes everything at once and never reads;
+    // the broker's backpressure may leave its writes blocked, as it should.
+    let hostile: Vec<_> = (0..connections)
+        .map(|_| {
+            let (addr, bytes, stop) = (
+                broker.addr().to_string(),
+                stream_bytes.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+                    return;
+                };
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let mut written = 0;
+                while written < bytes.len() && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match std::io::Write::write(&mut stream, &bytes[written..]) {
+                        Ok(n) if n > 0 => written += n,
+                        Ok(_) => return,
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => return,
+                    }
+                }
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    // Let the hostile requests pile up first.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Meanwhile: Metadata answers, and a polite producer makes progress.
+    let started = Instant::now();
+    let mut polite = RawClient::connect(broker.addr());
+    polite.send(
+        crate::raw::METADATA_V,
+        &kafka_protocol::messages::MetadataRequest::default(),
+    );
+    assert!(
+        polite.try_read_frame().is_ok(),
+        "Metadata unanswered under load"
+    );
+    let metadata_took = started.elapsed();
+    let mut progressed = 0;
+    for i in 0..20 {
+        let answer = polite.produce("polite", 0, crate::raw::simple_batch(&format!("p{i}"), 1));
+        if answer.error_code == NONE {
+            progressed += 1;
+        }
+    }
+    let polite_took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    for h in hostile {
+        let _ = h.join();
+    }
+    let per_connection = MIB; // read buffer and bookkeeping, measured below 1 MiB
+    let allowed = baseline + BUDGET_MIB * MIB + connections * per_connection + 128 * MIB;
+    eprintln!(
+        "[blackbox] hostile load: {connections} connections x {pipeline} fetches+produces; \
+         RSS baseline {} MiB, peak {} MiB (allowed {} MiB); Metadata answered after {:?}; \
+         20 polite produces acked in {:?}",
+        baseline / MIB,
+        peak / MIB,
+        allowed / MIB,
+        metadata_took,
+        polite_took
+    );
+    assert_eq!(progressed, 20, "the polite producer was refused");
+    assert!(
+        peak < allowed,
+        "RSS peaked at {} MiB, over the budget's {} MiB",
+        peak / MIB,
+        allowed / MIB
     );
 }

@@ -247,8 +247,14 @@ pub async fn ensure_topics(shard: &Rc<Shard>, names: Vec<String>) -> Arc<Metadat
 
 /// Persists `next` and installs it on every shard.
 async fn publish(shard: &Rc<Shard>, next: Metadata) -> Result<(), String> {
-    metadata::persist(&shard.config().data_dir, &next)?;
+    // Writing and syncing the file blocks: on the executor's helper thread,
+    // so the shard goes on serving meanwhile (the change lock keeps changes
+    // in order).
     let next = Arc::new(next);
+    let (data_dir, snapshot) = (shard.config().data_dir.clone(), next.clone());
+    glommio::executor()
+        .spawn_blocking(move || metadata::persist(&data_dir, &snapshot))
+        .await?;
     for target in (0..shard.count()).map(ShardId::new) {
         let snapshot = next.clone();
         shard

@@ -111,16 +111,10 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         }
     }
     let min_bytes = request.min_bytes.max(0) as usize;
-    let mut owners: Vec<ShardId> = slots
-        .iter()
-        .filter_map(|s| s.target.as_ref().ok().map(|(owner, _)| *owner))
-        .collect();
-    owners.sort_unstable();
-    owners.dedup();
     // A partition refused before reaching an owner answers at once, as
     // every error does.
     let refused = slots.iter().any(|s| s.target.is_err());
-    let read = |min_bytes: usize| {
+    let read = || {
         let slots = &slots;
         async move {
             scatter_slots(
@@ -128,8 +122,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                 slots,
                 move |s, ranges: Vec<ReadRange>| async move {
                     let log = s.log().clone();
-                    let shutdown = &s.lifecycle().shutdown;
-                    log.fetch(&ranges, max_bytes, min_bytes, deadline, shutdown)
+                    log.read_all(&ranges, max_bytes)
                         .await
                         .into_iter()
                         .map(PartitionRead::of)
@@ -143,36 +136,36 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             .collect::<Vec<PartitionRead>>()
         }
     };
-    let mut data;
-    if owners.len() == 1 && !refused {
-        // Every partition on one shard: the long poll is one call there.
-        data = read(min_bytes).await;
-    } else {
-        data = read(0).await;
-        // Long poll: until min_bytes are there or max_wait passes, wait for
-        // the high watermark of any asked partition to move past what was
-        // seen, on whichever owner it moves first, then read them all again.
-        loop {
-            let bytes: usize = data.iter().map(|d| d.records.len()).sum();
-            let waits: Vec<(ShardId, (PartitionKey, i64))> = slots
-                .iter()
-                .zip(&data)
-                .filter_map(|(slot, d)| {
-                    let (owner, range) = slot.target.as_ref().ok()?;
-                    Some((*owner, (range.key, range.offset.max(d.high_watermark))))
-                })
-                .collect();
-            if min_bytes == 0
-                || bytes >= min_bytes
-                || data.iter().any(|d| d.error.is_some())
-                || waits.is_empty()
-                || Instant::now() >= deadline
-            {
-                break;
-            }
-            wait_for_data(ctx, waits, deadline).await;
-            data = read(0).await;
+    // Reads hold the request's byte limit from the shard's memory budget
+    // (waiting for it when the budget is spent); waits for new data hold
+    // nothing. Long poll: until min_bytes are there or max_wait passes,
+    // wait for the high watermark of any asked partition to move past what
+    // was seen, on whichever owner it moves first, then read them all again.
+    let mut reading = shard.memory().reserve(max_bytes).await;
+    let mut data = read().await;
+    loop {
+        let bytes: usize = data.iter().map(|d| d.records.len()).sum();
+        let waits: Vec<(ShardId, (PartitionKey, i64))> = slots
+            .iter()
+            .zip(&data)
+            .filter_map(|(slot, d)| {
+                let (owner, range) = slot.target.as_ref().ok()?;
+                Some((*owner, (range.key, range.offset.max(d.high_watermark))))
+            })
+            .collect();
+        if min_bytes == 0
+            || bytes >= min_bytes
+            || refused
+            || data.iter().any(|d| d.error.is_some())
+            || waits.is_empty()
+            || Instant::now() >= deadline
+        {
+            break;
         }
+        drop((reading, data));
+        wait_for_data(ctx, waits, deadline).await;
+        reading = shard.memory().reserve(max_bytes).await;
+        data = read().await;
     }
     // Each owner kept to the request's limit; together they may not.
     let mut budget = max_bytes;

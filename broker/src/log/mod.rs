@@ -313,62 +313,36 @@ impl Log {
     /// Reads every range in order, all of them together up to `max_bytes`
     /// (each range also up to its own limit; only the first non-empty one
     /// may pass either with its first batch, as KIP-74 says), so a fetch
-    /// never holds more than its budget. With `min_bytes` > 0, keeps
-    /// waiting for new data and reading again until the reads hold
-    /// `min_bytes`, one fails, the deadline passes or the broker shuts
-    /// down. A long-polling fetch of partitions on this shard is this one
-    /// call.
-    pub async fn fetch(
+    /// never holds more than its budget.
+    pub async fn read_all(
         self: &Rc<Self>,
         ranges: &[ReadRange],
         max_bytes: usize,
-        min_bytes: usize,
-        deadline: Instant,
-        shutdown: &Notify,
     ) -> Vec<Result<Fetched, BrokerError>> {
-        loop {
-            let mut results = Vec::with_capacity(ranges.len());
-            let mut budget = max_bytes;
-            let mut nothing_yet = true;
-            for range in ranges {
-                let read = self
-                    .read(ReadRange {
-                        max_bytes: range.max_bytes.min(budget),
-                        first_batch_always: range.first_batch_always && nothing_yet,
-                        ..*range
-                    })
-                    .await;
-                match &read {
-                    Err(e @ BrokerError::Storage(_)) => {
-                        tracing::error!(error = %e, "fetch read failed")
-                    }
-                    Ok(f) if !f.records.is_empty() => {
-                        nothing_yet = false;
-                        budget = budget.saturating_sub(f.records.len());
-                    }
-                    _ => {}
-                }
-                results.push(read);
-            }
-            let bytes: usize = results.iter().flatten().map(|f| f.records.len()).sum();
-            if min_bytes == 0
-                || bytes >= min_bytes
-                || results.iter().any(Result::is_err)
-                || ranges.is_empty()
-                || Instant::now() >= deadline
-            {
-                return results;
-            }
-            let waits: Vec<(PartitionKey, i64)> = ranges
-                .iter()
-                .zip(&results)
-                .map(|(range, r)| {
-                    let seen = r.as_ref().map_or(range.offset, |f| f.high_watermark);
-                    (range.key, range.offset.max(seen))
+        let mut results = Vec::with_capacity(ranges.len());
+        let mut budget = max_bytes;
+        let mut nothing_yet = true;
+        for range in ranges {
+            let read = self
+                .read(ReadRange {
+                    max_bytes: range.max_bytes.min(budget),
+                    first_batch_always: range.first_batch_always && nothing_yet,
+                    ..*range
                 })
-                .collect();
-            self.wait_for_data(&waits, deadline, shutdown).await;
+                .await;
+            match &read {
+                Err(e @ BrokerError::Storage(_)) => {
+                    tracing::error!(error = %e, "fetch read failed")
+                }
+                Ok(f) if !f.records.is_empty() => {
+                    nothing_yet = false;
+                    budget = budget.saturating_sub(f.records.len());
+                }
+                _ => {}
+            }
+            results.push(read);
         }
+        results
     }
 
     /// Waits until the high watermark of any `(partition, seen)` moves

@@ -1,0 +1,137 @@
+//! The shard's memory budget. Request bytes being handled, what a Fetch
+//! may read, and response bytes until they are written all draw from one
+//! budget per shard (`--memory-budget-mib`, split evenly between shards).
+//! Past it, connections stop taking new requests off their sockets until
+//! memory comes back: backpressure, not growth. Shard-local (a `Cell` and
+//! a [`Notify`]), so the hot path takes no lock and no atomic.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::notify::Notify;
+
+/// One shard's budget.
+pub struct MemoryBudget {
+    limit: usize,
+    used: Cell<usize>,
+    peak: Cell<usize>,
+    released: Notify,
+}
+
+/// Bytes held against a budget; given back when dropped.
+pub struct Reservation {
+    budget: Rc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Rc<MemoryBudget> {
+        Rc::new(MemoryBudget {
+            limit,
+            used: Cell::new(0),
+            peak: Cell::new(0),
+            released: Notify::default(),
+        })
+    }
+
+    /// Waits until `bytes` fit, then holds them. When nothing at all is
+    /// held, any size is let in alone, so a request larger than the whole
+    /// budget is slow, never stuck.
+    pub async fn reserve(self: &Rc<Self>, bytes: usize) -> Reservation {
+        while self.used.get() > 0 && self.used.get().saturating_add(bytes) > self.limit {
+            let seen = self.released.generation();
+            self.released.changed(seen).await;
+        }
+        self.force(bytes)
+    }
+
+    /// Holds `bytes` at once: for memory that already exists (a response
+    /// built by a request that was let in), so that it counts until written.
+    pub fn force(self: &Rc<Self>, bytes: usize) -> Reservation {
+        let used = self.used.get() + bytes;
+        self.used.set(used);
+        self.peak.set(self.peak.get().max(used));
+        Reservation {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.get()
+    }
+
+    /// Most bytes held at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.get()
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let budget = &self.budget;
+        budget.used.set(budget.used.get() - self.bytes);
+        budget.released.notify();
+    }
+}
+
+/// The default budget: a quarter of the machine's memory (`MemTotal`), so
+/// the WAL buffers, the fetch buffers and the page cache keep the rest;
+/// 1 GiB where it cannot be read.
+pub fn default_budget_bytes() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map_or(1 << 30, |kib| kib * 1024 / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_wait_for_room_and_one_always_gets_in() {
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async {
+                let budget = MemoryBudget::new(100);
+                // Larger than the whole budget, but alone: let in.
+                let huge = budget.reserve(1_000).await;
+                assert_eq!(budget.used(), 1_000);
+                let waiting = glommio::spawn_local({
+                    let budget = budget.clone();
+                    async move { budget.reserve(60).await }
+                });
+                glommio::yield_if_needed().await;
+                glommio::executor().yield_task_queue_now().await;
+                assert_eq!(budget.used(), 1_000, "60 more bytes did not wait");
+                drop(huge);
+                let sixty = waiting.await;
+                assert_eq!((budget.used(), sixty.bytes()), (60, 60));
+                // Forced bytes count at once, past the limit if need be.
+                let response = budget.force(80);
+                assert_eq!(budget.used(), 140);
+                drop((sixty, response));
+                assert_eq!((budget.used(), budget.peak()), (0, 1_000));
+            });
+    }
+}
