@@ -136,12 +136,13 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             .collect::<Vec<PartitionRead>>()
         }
     };
-    // Reads hold the request's byte limit from the shard's memory budget
-    // (waiting for it when the budget is spent); waits for new data hold
-    // nothing. Long poll: until min_bytes are there or max_wait passes,
+    // Reads hold twice the request's byte limit from the shard's memory
+    // budget (what is read, and its copy in the encoded response), waiting
+    // for it when the budget is spent; waits for new data hold nothing. Long poll: until min_bytes are there or max_wait passes,
     // wait for the high watermark of any asked partition to move past what
     // was seen, on whichever owner it moves first, then read them all again.
-    let mut reading = shard.memory().reserve(max_bytes).await;
+    let read_budget = max_bytes.saturating_mul(2);
+    let mut reading = shard.memory().reserve(read_budget).await;
     let mut data = read().await;
     loop {
         let bytes: usize = data.iter().map(|d| d.records.len()).sum();
@@ -164,7 +165,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         }
         drop((reading, data));
         wait_for_data(ctx, waits, deadline).await;
-        reading = shard.memory().reserve(max_bytes).await;
+        reading = shard.memory().reserve(read_budget).await;
         data = read().await;
     }
     // Each owner kept to the request's limit; together they may not.
