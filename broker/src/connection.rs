@@ -86,7 +86,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let held = in_flight.admit(frame.len()).await;
             let budget = match reserved_frame.take() {
                 Some(reserved) => reserved,
-                None => shard.memory().reserve(frame.len()).await,
+                None => shard.memory().reserve_request(frame.len()).await,
             };
             let request = (held, Some(budget));
             let Some(response) = dispatch(&shard, &session, &peer, frame, request) else {

@@ -10,6 +10,10 @@ use std::rc::Rc;
 
 use crate::notify::Notify;
 
+/// Largest request frame that may use the headroom of
+/// [`MemoryBudget::reserve_request`].
+pub const SMALL_REQUEST: usize = 64 << 10;
+
 /// One shard's budget.
 pub struct MemoryBudget {
     limit: usize,
@@ -40,6 +44,22 @@ impl MemoryBudget {
     /// budget is slow, never stuck.
     pub async fn reserve(self: &Rc<Self>, bytes: usize) -> Reservation {
         while self.used.get() > 0 && self.used.get().saturating_add(bytes) > self.limit {
+            let seen = self.released.generation();
+            self.released.changed(seen).await;
+        }
+        self.force(bytes)
+    }
+
+    /// A request frame's bytes: as [`MemoryBudget::reserve`], except that a
+    /// small frame (Metadata, heartbeats, commits, the request of a fetch)
+    /// may go an eighth of the budget past it. Large reads and writes spend
+    /// the budget; the requests that steer clients keep being answered.
+    pub async fn reserve_request(self: &Rc<Self>, bytes: usize) -> Reservation {
+        if bytes > SMALL_REQUEST {
+            return self.reserve(bytes).await;
+        }
+        let ceiling = self.limit + self.limit / 8;
+        while self.used.get().saturating_add(bytes) > ceiling {
             let seen = self.released.generation();
             self.released.changed(seen).await;
         }
