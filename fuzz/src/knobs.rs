@@ -195,7 +195,9 @@ impl<'a> Knobs<'a> {
         let (v, kind) = match self.rng.below(3) {
             0 => (0, "empty"),
             1 => (valid + 1 + self.rng.below(8) as usize, "more"),
-            _ => (200 + self.rng.below(1800) as usize, "many"),
+            // Lists nest (topics of partitions): a few hundred each keeps
+            // a request within a few MB.
+            _ => (64 + self.rng.below(448) as usize, "many"),
         };
         if v == valid || !self.accept(site, kind) {
             return valid;

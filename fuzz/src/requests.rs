@@ -471,15 +471,17 @@ fn create_partitions(cx: &Context, k: &mut Knobs) -> CreatePartitionsRequest {
     let topics = (0..n)
         .map(|_| {
             let mut t = CreatePartitionsTopic::default();
-            // Working topics may grow to 8 partitions, churn topics too.
-            let name = if k.rng().chance(1, 2) {
+            let valid = PARTITIONS + k.rng().below(5) as i32;
+            t.count = k.i32("count", valid);
+            // Working topics may grow to 8 partitions, churn topics to
+            // anything: a working topic with 65536 partitions would make
+            // every later Metadata answer megabytes long.
+            let name = if t.count <= 2 * PARTITIONS && k.rng().chance(1, 2) {
                 topic(cx, k).name.clone()
             } else {
                 Context::churn_topic(k.rng().next_u64())
             };
             t.name = k.topic("name", &name);
-            let count = PARTITIONS + k.rng().below(5) as i32;
-            t.count = k.i32("count", count);
             if k.custom("assignments", "present") {
                 let mut a = CreatePartitionsAssignment::default();
                 a.broker_ids = vec![BrokerId(0), BrokerId(-1)];
