@@ -12,7 +12,7 @@
 //! crash), [`features`] (codecs, headers, timestamps, offsets), [`corrupt`]
 //! (bad batches and other bad input), [`shards`] (shard-count guard),
 //! [`pipelining`] (in-order responses, acks=0), [`metadata`] (topic changes
-//! survive crashes) and
+//! survive crashes), [`fuzz`] (the request fuzzer, every API and version) and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
 //! DESIGN.md).
 //!
@@ -26,6 +26,7 @@ mod verify;
 mod corrupt;
 mod durability;
 mod features;
+mod fuzz;
 mod hostile;
 mod loss_modes;
 mod metadata;
