@@ -1,7 +1,11 @@
 //! What a run knows about the broker it fuzzes: the topics it created (with
 //! their ids, for the versions that name topics by id), a real producer id,
-//! and the record batches it draws from. Built once by [`crate::setup`];
-//! read-only afterwards, so workers share it freely.
+//! the record batches it draws from, and the group members the broker
+//! admitted. Built once by [`crate::setup`]; only the members change
+//! afterwards (behind a lock), so workers share it freely.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -23,13 +27,29 @@ pub struct Topic {
     pub id: Uuid,
 }
 
+/// A member id the broker handed out in a JoinGroup answer.
 #[derive(Debug, Clone)]
+pub struct Member {
+    pub group: String,
+    pub member_id: String,
+    /// The generation it joined (-1: still pending, MEMBER_ID_REQUIRED).
+    pub generation: i32,
+}
+
+/// Members remembered; older ones are forgotten (they expire anyway).
+const MEMBERS: usize = 64;
+
+#[derive(Debug)]
 pub struct Context {
     pub topics: Vec<Topic>,
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub batches: Vec<Bytes>,
     pub bomb: Bytes,
+    /// Real members, so Heartbeat, SyncGroup, LeaveGroup and OffsetCommit
+    /// reach past UNKNOWN_MEMBER_ID. Requests that use one depend on what
+    /// the broker answered before, so they replay only approximately.
+    pub members: Mutex<VecDeque<Member>>,
 }
 
 impl Context {
@@ -55,7 +75,28 @@ impl Context {
                 (-1, -1, -1),
                 1,
             ),
+            members: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Remembers a member the broker admitted (or asked to rejoin with).
+    pub fn learn(&self, member: Member) {
+        if let Ok(mut members) = self.members.lock() {
+            members.retain(|m| m.group != member.group || m.member_id != member.member_id);
+            members.push_back(member);
+            if members.len() > MEMBERS {
+                members.pop_front();
+            }
+        }
+    }
+
+    /// One remembered member, chosen by `pick`.
+    pub fn member(&self, pick: u64) -> Option<Member> {
+        let members = self.members.lock().ok()?;
+        if members.is_empty() {
+            return None;
+        }
+        members.get((pick % members.len() as u64) as usize).cloned()
     }
 
     /// A churn topic name (`fz-new-N`).

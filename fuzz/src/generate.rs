@@ -43,6 +43,8 @@ pub struct Generated {
     pub no_answer: bool,
     pub fields_mutated: bool,
     pub bytes_mutated: bool,
+    /// The group of a JoinGroup, to remember the member id it answers.
+    pub join_group: Option<String>,
 }
 
 fn skipped(skip: &[String], class: &str) -> bool {
@@ -78,14 +80,15 @@ pub fn generate(
     let bytes = mode >= 50;
     let api_name = format!("{api:?}").to_lowercase();
 
-    let (mut body, mut classes, no_answer) =
+    let (mut body, mut classes, no_answer, join_group) =
         match requests::build(api, version, cx, &mut rng, fields, skip, index) {
-            Ok(b) => (b.bytes, b.classes, b.no_answer),
+            Ok(b) => (b.bytes, b.classes, b.no_answer, b.join_group),
             // A builder bug: still send something, and say so.
             Err(e) => (
                 Vec::new(),
                 vec![format!("{api_name}.builder-error: {e}")],
                 false,
+                None,
             ),
         };
     let fields_mutated = !classes.is_empty();
@@ -205,6 +208,7 @@ pub fn generate(
         no_answer,
         fields_mutated,
         bytes_mutated,
+        join_group,
     }
 }
 

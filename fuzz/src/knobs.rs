@@ -105,7 +105,10 @@ impl<'a> Knobs<'a> {
         if self.skip.iter().any(|s| class.starts_with(s.as_str())) {
             return false;
         }
-        self.applied.push(class);
+        // Each class once: a list of 500 mutated entries names it once.
+        if !self.applied.contains(&class) {
+            self.applied.push(class);
+        }
         true
     }
 

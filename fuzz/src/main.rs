@@ -44,6 +44,10 @@ struct Args {
     /// Seconds between progress lines (0: none).
     #[arg(long, default_value_t = 10)]
     progress: u64,
+    /// Print the requests (index, api, version, classes, frame in hex)
+    /// instead of sending them; set-up still runs, for the topic ids.
+    #[arg(long)]
+    dump: bool,
 }
 
 fn main() {
@@ -69,6 +73,16 @@ fn main() {
         "[sluice-fuzz] seed {seed}, broker {}, skip {:?}",
         args.bootstrap, cfg.skip
     );
+    if args.dump {
+        match sluice_fuzz::run::dump(&cfg) {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                eprintln!("[sluice-fuzz] could not start: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     match sluice_fuzz::run(&cfg) {
         Ok(report) => {
             print!("{}", report.summary());

@@ -48,6 +48,8 @@ pub struct Body {
     pub classes: Vec<String>,
     /// Produce with acks=0: the broker sends no answer.
     pub no_answer: bool,
+    /// The group of a JoinGroup, to remember the member it answers with.
+    pub join_group: Option<String>,
 }
 
 fn s(v: &str) -> StrBytes {
@@ -99,6 +101,7 @@ fn build_once(
     let mut k = Knobs::new(rng, fields, &name, skip);
     let k = &mut k;
     let mut no_answer = false;
+    let mut joined_group = None;
     let bytes = match api {
         ApiKey::ApiVersions => encode(&api_versions(v, k), v),
         ApiKey::Metadata => encode(&metadata(cx, v, k), v),
@@ -116,10 +119,14 @@ fn build_once(
         ApiKey::DescribeCluster => encode(&describe_cluster(v, k), v),
         ApiKey::InitProducerId => encode(&init_producer_id(cx, v, k), v),
         ApiKey::FindCoordinator => encode(&find_coordinator(v, k), v),
-        ApiKey::JoinGroup => encode(&join_group(cx, v, k, index), v),
-        ApiKey::SyncGroup => encode(&sync_group(v, k), v),
-        ApiKey::Heartbeat => encode(&heartbeat(v, k), v),
-        ApiKey::LeaveGroup => encode(&leave_group(v, k), v),
+        ApiKey::JoinGroup => {
+            let r = join_group(cx, v, k, index);
+            joined_group = Some(r.group_id.0.to_string());
+            encode(&r, v)
+        }
+        ApiKey::SyncGroup => encode(&sync_group(cx, v, k), v),
+        ApiKey::Heartbeat => encode(&heartbeat(cx, v, k), v),
+        ApiKey::LeaveGroup => encode(&leave_group(cx, v, k), v),
         ApiKey::OffsetCommit => encode(&offset_commit(cx, v, k), v),
         ApiKey::OffsetFetch => encode(&offset_fetch(cx, v, k), v),
         ApiKey::ListGroups => encode(&list_groups(v, k), v),
@@ -132,6 +139,7 @@ fn build_once(
         bytes,
         classes: std::mem::take(&mut k.applied),
         no_answer,
+        join_group: joined_group,
     })
 }
 
@@ -167,6 +175,40 @@ fn group(k: &mut Knobs) -> GroupId {
 fn member(k: &mut Knobs) -> StrBytes {
     let n = k.rng().below(8);
     k.string("member_id", &format!("fz-member-{n}"))
+}
+
+/// Group, member and generation: half the time a member the broker
+/// admitted earlier (when there is one), else made up.
+fn membership(cx: &Context, k: &mut Knobs) -> (GroupId, StrBytes, i32) {
+    let pick = k.rng().next_u64();
+    match cx.member(pick).filter(|_| pick.is_multiple_of(2)) {
+        Some(m) => (
+            GroupId(k.string("group_id", &m.group)),
+            k.string("member_id", &m.member_id),
+            k.i32("generation_id", m.generation),
+        ),
+        None => {
+            let generation = *k.rng().pick(&[-1, 0, 1]);
+            (group(k), member(k), k.i32("generation_id", generation))
+        }
+    }
+}
+
+/// A consumer protocol assignment (version 0): partitions 0..3 of the
+/// first working topic.
+fn assignment(cx: &Context) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(1);
+    let name = cx.topics.first().map_or("", |t| t.name.as_str());
+    b.put_i16(name.len() as i16);
+    b.put_slice(name.as_bytes());
+    b.put_i32(PARTITIONS);
+    for p in 0..PARTITIONS {
+        b.put_i32(p);
+    }
+    b.put_i32(-1);
+    b.to_vec()
 }
 
 /// A consumer protocol subscription (version 0, the working topics).
@@ -590,11 +632,18 @@ fn join_group(cx: &Context, v: i16, k: &mut Knobs, index: u64) -> JoinGroupReque
     if v >= 1 {
         r.rebalance_timeout_ms = k.wait_ms("rebalance_timeout_ms", 200);
     }
-    // v4+ with no member id gets MEMBER_ID_REQUIRED at once.
-    let m = if k.rng().chance(1, 2) {
-        String::new()
-    } else {
-        format!("fz-member-{}", k.rng().below(8))
+    // v4+ with no member id gets MEMBER_ID_REQUIRED at once; a member id
+    // the broker handed out joins (or rejoins) for real.
+    let learned = cx
+        .member(k.rng().next_u64())
+        .filter(|_| k.rng().chance(1, 3));
+    let m = match &learned {
+        Some(m) => {
+            r.group_id = GroupId(k.string("group_id", &m.group));
+            m.member_id.clone()
+        }
+        None if k.rng().chance(1, 2) => String::new(),
+        None => format!("fz-member-{}", k.rng().below(8)),
     };
     r.member_id = k.string("member_id", &m);
     if v >= 5 {
@@ -618,12 +667,9 @@ fn join_group(cx: &Context, v: i16, k: &mut Knobs, index: u64) -> JoinGroupReque
     r
 }
 
-fn sync_group(v: i16, k: &mut Knobs) -> SyncGroupRequest {
+fn sync_group(cx: &Context, v: i16, k: &mut Knobs) -> SyncGroupRequest {
     let mut r = SyncGroupRequest::default();
-    r.group_id = group(k);
-    let generation = *k.rng().pick(&[-1, 0, 1]);
-    r.generation_id = k.i32("generation_id", generation);
-    r.member_id = member(k);
+    (r.group_id, r.member_id, r.generation_id) = membership(cx, k);
     if v >= 3 {
         r.group_instance_id = k.opt_string("group_instance_id", None);
     }
@@ -631,13 +677,16 @@ fn sync_group(v: i16, k: &mut Knobs) -> SyncGroupRequest {
         r.protocol_type = k.opt_string("protocol_type", Some("consumer"));
         r.protocol_name = k.opt_string("protocol_name", Some("range"));
     }
-    let n = k.rng().below(2) as usize;
+    // The leader's assignments: itself first, then made-up members.
+    let n = k.rng().below(2) as usize + 1;
     let n = k.count("assignments", n);
+    let valid = assignment(cx);
+    let leader = r.member_id.clone();
     let assignments = (0..n)
-        .map(|_| {
+        .map(|i| {
             let mut a = SyncGroupRequestAssignment::default();
-            a.member_id = member(k);
-            a.assignment = k.bytes("assignment", &[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+            a.member_id = if i == 0 { leader.clone() } else { member(k) };
+            a.assignment = k.bytes("assignment", &valid);
             a
         })
         .collect();
@@ -645,30 +694,28 @@ fn sync_group(v: i16, k: &mut Knobs) -> SyncGroupRequest {
     r
 }
 
-fn heartbeat(v: i16, k: &mut Knobs) -> HeartbeatRequest {
+fn heartbeat(cx: &Context, v: i16, k: &mut Knobs) -> HeartbeatRequest {
     let mut r = HeartbeatRequest::default();
-    r.group_id = group(k);
-    let generation = *k.rng().pick(&[-1, 0, 1]);
-    r.generation_id = k.i32("generation_id", generation);
-    r.member_id = member(k);
+    (r.group_id, r.member_id, r.generation_id) = membership(cx, k);
     if v >= 3 {
         r.group_instance_id = k.opt_string("group_instance_id", None);
     }
     r
 }
 
-fn leave_group(v: i16, k: &mut Knobs) -> LeaveGroupRequest {
+fn leave_group(cx: &Context, v: i16, k: &mut Knobs) -> LeaveGroupRequest {
     let mut r = LeaveGroupRequest::default();
-    r.group_id = group(k);
+    let (group_id, first, _) = membership(cx, k);
+    r.group_id = group_id;
     if v <= 2 {
-        r.member_id = member(k);
+        r.member_id = first;
     } else {
         let n = k.rng().below(2) as usize + 1;
         let n = k.count("members", n);
         let members = (0..n)
-            .map(|_| {
+            .map(|i| {
                 let mut m = MemberIdentity::default();
-                m.member_id = member(k);
+                m.member_id = if i == 0 { first.clone() } else { member(k) };
                 m.group_instance_id = k.opt_string("group_instance_id", None);
                 if v >= 5 {
                     m.reason = k.opt_string("reason", None);
@@ -683,11 +730,16 @@ fn leave_group(v: i16, k: &mut Knobs) -> LeaveGroupRequest {
 
 fn offset_commit(cx: &Context, v: i16, k: &mut Knobs) -> OffsetCommitRequest {
     let mut r = OffsetCommitRequest::default();
-    r.group_id = group(k);
-    // Generation -1 and no member: a standalone commit, which an empty
-    // group accepts.
-    r.generation_id_or_member_epoch = k.i32("generation_id", -1);
-    r.member_id = k.string("member_id", "");
+    if k.rng().chance(1, 2) {
+        // A member's commit (real or made up).
+        (r.group_id, r.member_id, r.generation_id_or_member_epoch) = membership(cx, k);
+    } else {
+        // Generation -1 and no member: a standalone commit, which an
+        // empty group accepts.
+        r.group_id = group(k);
+        r.generation_id_or_member_epoch = k.i32("generation_id", -1);
+        r.member_id = k.string("member_id", "");
+    }
     if v >= 7 {
         r.group_instance_id = k.opt_string("group_instance_id", None);
     }

@@ -19,7 +19,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
 use crate::conn::{self, Conn, Read};
-use crate::context::Context;
+use crate::context::{Context, Member};
 use crate::generate::{self, Generated, PROBE_CORRELATION};
 use crate::mutate::Hostile;
 use crate::stats::{hex, Anomaly, Counts, Stats};
@@ -221,6 +221,30 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     })
 }
 
+/// The requests `cfg` would send (after a real set-up, for topic ids and
+/// the producer id), one line each: index, api, version, classes, frame in
+/// hex. For looking at a request a failure names.
+pub fn dump(cfg: &Config) -> Result<Vec<String>, String> {
+    let cx = crate::setup::setup(&cfg.addr)?;
+    let pairs = generate::pairs();
+    let end = cfg
+        .requests
+        .map_or(cfg.from + 1, |n| cfg.from.saturating_add(n));
+    Ok((cfg.from..end)
+        .map(|i| {
+            let g = generate::generate(cfg.seed, i, &pairs, &cx, &cfg.skip, &[]);
+            format!(
+                "{} {:?} v{} {:?} {}",
+                i,
+                g.api,
+                g.version,
+                g.classes,
+                hex(&g.frame, usize::MAX)
+            )
+        })
+        .collect())
+}
+
 /// Whether Kafka would accept `name` as a topic name.
 fn legal_topic(name: &str) -> bool {
     !name.is_empty()
@@ -401,6 +425,9 @@ fn exchange_inner(
             if corr == Some(g.correlation_id) && g.correlation_id != PROBE_CORRELATION {
                 counts.answered += 1;
                 if g.header_ok && g.hostile.is_none_or(|h| h == Hostile::Correlation) {
+                    if let (Some(group), false) = (&g.join_group, g.bytes_mutated) {
+                        learn_member(sh.cx, g.version, group, &f);
+                    }
                     if let Err(e) = check_response(g.api, g.version, f) {
                         anomaly("undecodable response", e);
                     }
@@ -468,7 +495,12 @@ fn exchange_inner(
     }
 }
 
-/// A fresh connection answers ApiVersions within the probe timeout, and the
+/// Fresh connections probed at once: the kernel spreads them over the
+/// shards (SO_REUSEPORT), so one dead or stuck shard among two is found
+/// with probability 1 - 2^-PROBES rather than a half.
+const PROBES: usize = 4;
+
+/// Fresh connections answer ApiVersions within the probe timeout, and the
 /// process is alive.
 fn liveness(sh: &Shared) -> Result<(), String> {
     if let Some(pid) = sh.cfg.pid {
@@ -477,16 +509,49 @@ fn liveness(sh: &Shared) -> Result<(), String> {
         }
     }
     let deadline = Instant::now() + sh.cfg.probe_timeout;
-    let mut c = Conn::connect(&sh.cfg.addr, sh.cfg.probe_timeout)
-        .map_err(|e| format!("no new connection after the request: {e}"))?;
-    c.write(&sh.probe)
-        .map_err(|e| format!("writing ApiVersions on a new connection: {e}"))?;
-    match c.read(deadline) {
-        Read::Frame(f) if f.get(..4) == Some(&PROBE_CORRELATION.to_be_bytes()[..]) => Ok(()),
-        other => Err(format!(
-            "ApiVersions on a new connection: {other:?} within {:?}",
-            sh.cfg.probe_timeout
-        )),
+    let mut conns = Vec::with_capacity(PROBES);
+    for _ in 0..PROBES {
+        let mut c = Conn::connect(&sh.cfg.addr, sh.cfg.probe_timeout)
+            .map_err(|e| format!("no new connection after the request: {e}"))?;
+        c.write(&sh.probe)
+            .map_err(|e| format!("writing ApiVersions on a new connection: {e}"))?;
+        conns.push(c);
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        match c.read(deadline) {
+            Read::Frame(f) if f.get(..4) == Some(&PROBE_CORRELATION.to_be_bytes()[..]) => {}
+            other => {
+                return Err(format!(
+                    "ApiVersions on new connection {} of {PROBES}: {other:?} within {:?}",
+                    i + 1,
+                    sh.cfg.probe_timeout
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remembers the member id a JoinGroup answer hands out (joined, or
+/// MEMBER_ID_REQUIRED), for later group requests.
+fn learn_member(cx: &Context, version: i16, group: &str, frame: &[u8]) {
+    /// Kafka's MEMBER_ID_REQUIRED: rejoin with this member id.
+    const MEMBER_ID_REQUIRED: i16 = 79;
+    let mut b = Bytes::copy_from_slice(frame);
+    let api = ApiKey::JoinGroup;
+    if ResponseHeader::decode(&mut b, api.response_header_version(version)).is_err() {
+        return;
+    }
+    let Ok(answer) = JoinGroupResponse::decode(&mut b, version) else {
+        return;
+    };
+    let joined = answer.error_code == 0;
+    if (joined || answer.error_code == MEMBER_ID_REQUIRED) && !answer.member_id.is_empty() {
+        cx.learn(Member {
+            group: group.to_string(),
+            member_id: answer.member_id.to_string(),
+            generation: if joined { answer.generation_id } else { -1 },
+        });
     }
 }
 

@@ -91,5 +91,6 @@ pub fn setup(addr: &str) -> Result<Context, String> {
         producer_epoch,
         batches: batches::valid_set(producer_id, producer_epoch),
         bomb: batches::zstd_bomb(),
+        members: Default::default(),
     })
 }
