@@ -12,9 +12,10 @@
 //! crash), [`features`] (codecs, headers, timestamps, offsets), [`corrupt`]
 //! (bad batches and other bad input), [`shards`] (shard-count guard),
 //! [`pipelining`] (in-order responses, acks=0), [`limits`] (memory budgets:
-//! fetch byte limits), [`metadata`] (topic changes
-//! survive crashes), [`crash_only`] (a panic or a failed WAL ends the
-//! process; restarts right after `kill -9`), [`disk_full`] and
+//! fetch byte limits, connections, hostile load), [`metadata`] (topic
+//! changes survive crashes), [`crash_only`] (a panic or a failed WAL ends
+//! the process; restarts right after `kill -9`), [`disk_full`], [`fuzz`]
+//! (the request fuzzer, every API and version) and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
 //! DESIGN.md).
 //!
@@ -30,6 +31,7 @@ mod crash_only;
 mod disk_full;
 mod durability;
 mod features;
+mod fuzz;
 mod hostile;
 mod limits;
 mod loss_modes;
