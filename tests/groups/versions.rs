@@ -284,3 +284,39 @@ fn refusals_carry_the_right_error_codes() {
         "GROUP_SUBSCRIBED_TO_TOPIC"
     );
 }
+
+/// Found by the request fuzzer: a JoinGroup at a flexible version may carry
+/// a 32 KB protocol type, which no ListGroups v0-2 or DescribeGroups v0-4
+/// answer can encode, so every such request closed its connection for as
+/// long as the group lived. Names that long are refused at the door.
+#[test]
+fn a_group_name_too_long_for_old_answers_is_refused() {
+    let dir = DataDir::new("groups-long-names");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    let mut c = RawClient::connect(broker.addr());
+    let long = "x".repeat(32_768);
+    let request = JoinGroupRequest::default()
+        .with_group_id(group_id("long-names"))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(1_000)
+        .with_member_id(s(""))
+        .with_protocol_type(s(&long))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(wire::subscription(&["t"]))]);
+    let joined = c.call(6, &request);
+    assert_eq!(
+        joined.error_code, 42,
+        "INVALID_REQUEST for a 32 KB protocol type"
+    );
+    // Old versions of the describing APIs still answer.
+    for version in 0..=2 {
+        let listed = c.call(version, &ListGroupsRequest::default());
+        assert_eq!(listed.error_code, NONE, "ListGroups v{version}");
+    }
+    let described = c.call(
+        0,
+        &DescribeGroupsRequest::default().with_groups(vec![group_id("long-names")]),
+    );
+    assert_eq!(described.groups.len(), 1);
+}

@@ -337,9 +337,15 @@ impl Group {
             return fail(BrokerError::InconsistentGroupProtocol);
         }
         if req.member_id.is_empty() {
+            // Kafka's form, client id then a UUID, with the client id cut
+            // so the member id still fits a 15-bit string length.
+            let mut cut = req.client_id.len().min(MAX_CLIENT_ID_IN_MEMBER_ID);
+            while !req.client_id.is_char_boundary(cut) {
+                cut -= 1;
+            }
             let new_id = format!(
                 "{}-{}",
-                req.client_id,
+                &req.client_id[..cut],
                 uuid::Uuid::from_bytes(crate::metadata::new_topic_id())
             );
             if let Some(instance) = &req.instance_id {
@@ -894,6 +900,10 @@ impl Group {
         Some(topics)
     }
 }
+
+/// Bytes of the client id a new member id starts with (Kafka uses it
+/// whole; a 32 KB client id would make an id no old-version answer holds).
+const MAX_CLIENT_ID_IN_MEMBER_ID: usize = 1024;
 
 #[cfg(test)]
 mod tests {

@@ -341,6 +341,8 @@ impl Log {
                 _ => {}
             }
             results.push(read);
+            // A fetch may name thousands of partitions: let others run.
+            glommio::yield_if_needed().await;
         }
         results
     }

@@ -32,6 +32,11 @@ pub struct Partition {
     pub high_watermark: i64,
     /// Batches in offset order.
     pub index: Vec<BatchEntry>,
+    /// For each batch of `index`, the largest timestamp up to and including
+    /// it: never decreasing, so a time is found by binary search, as in
+    /// Kafka's time index (a scan per lookup made one ListOffsets with a
+    /// thousand times stall its shard for seconds).
+    times: Vec<i64>,
     /// Records appended, for the counts in logs.
     pub records: u64,
     /// WAL position of the log-start frame that set `log_start`, if one did.
@@ -48,6 +53,11 @@ impl Partition {
     pub fn push(&mut self, entry: BatchEntry) {
         self.log_end = entry.last_offset + 1;
         self.records += (entry.last_offset - entry.base_offset + 1) as u64;
+        let so_far = self
+            .times
+            .last()
+            .map_or(entry.max_timestamp, |t| (*t).max(entry.max_timestamp));
+        self.times.push(so_far);
         self.index.push(entry);
     }
 
@@ -62,6 +72,7 @@ impl Partition {
         self.high_watermark = self.high_watermark.max(offset);
         let below = self.batch_at(offset);
         self.index.drain(..below);
+        self.times.drain(..below);
     }
 
     /// Moves the high watermark up to `offset` (never down).
@@ -76,20 +87,24 @@ impl Partition {
     /// The first visible batch holding a timestamp at or after `ts`
     /// (its max timestamp is), if any.
     pub fn batch_for_time(&self, ts: i64) -> Option<BatchEntry> {
-        self.index
-            .iter()
-            .take_while(|b| b.base_offset < self.high_watermark)
-            .find(|b| b.max_timestamp >= ts)
-            .copied()
+        let visible = self.visible_batches();
+        let at = self.times[..visible].partition_point(|t| *t < ts);
+        self.index[..visible].get(at).copied()
     }
 
-    /// Offset and timestamp of the batch with the largest timestamp.
+    /// Offset and timestamp of the batch with the largest timestamp (the
+    /// first such batch).
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let visible = self.visible_batches();
+        let max = *self.times[..visible].last()?;
+        let at = self.times[..visible].partition_point(|t| *t < max);
+        self.index.get(at).map(|b| (b.base_offset, b.max_timestamp))
+    }
+
+    /// Batches below the high watermark.
+    fn visible_batches(&self) -> usize {
         self.index
-            .iter()
-            .take_while(|b| b.base_offset < self.high_watermark)
-            .max_by_key(|b| (b.max_timestamp, std::cmp::Reverse(b.base_offset)))
-            .map(|b| (b.base_offset, b.max_timestamp))
+            .partition_point(|b| b.base_offset < self.high_watermark)
     }
 }
 
@@ -129,5 +144,40 @@ mod tests {
         assert_eq!((p.log_start, p.index.len(), p.batch_at(7)), (7, 1, 0));
         p.trim(3);
         assert_eq!(p.log_start, 7, "never backwards");
+    }
+
+    /// The binary searches answer what a scan of every visible batch would.
+    #[test]
+    fn time_lookups_match_a_scan() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..50 {
+            let mut p = Partition::default();
+            let n = next() % 40;
+            for i in 0..n as i64 {
+                p.push(entry(i, i, (next() % 100) as i64));
+            }
+            p.advance_high_watermark((next() % (n + 1)) as i64);
+            let visible: Vec<BatchEntry> = p
+                .index
+                .iter()
+                .take_while(|b| b.base_offset < p.high_watermark)
+                .copied()
+                .collect();
+            for ts in -1..=101 {
+                let scan = visible.iter().find(|b| b.max_timestamp >= ts).copied();
+                assert_eq!(p.batch_for_time(ts), scan, "ts {ts}");
+            }
+            let scan_max = visible
+                .iter()
+                .max_by_key(|b| (b.max_timestamp, std::cmp::Reverse(b.base_offset)))
+                .map(|b| (b.base_offset, b.max_timestamp));
+            assert_eq!(p.max_timestamp(), scan_max);
+        }
     }
 }

@@ -13,7 +13,7 @@ use sluice_protocol::kafka_protocol::messages::{
     SyncGroupResponse,
 };
 
-use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID};
+use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID, MAX_GROUP_NAME};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::groups::state::{JoinRequest, JoinResult, SyncResult};
@@ -131,6 +131,15 @@ pub async fn join_group(ctx: &RequestContext, request: JoinGroupRequest) -> Join
     }
     if !SESSION_TIMEOUT_MS.contains(&request.session_timeout_ms) {
         return fail(BrokerError::InvalidSessionTimeout);
+    }
+    let names = [&request.protocol_type, &request.member_id]
+        .into_iter()
+        .chain(request.group_instance_id.as_ref())
+        .chain(request.protocols.iter().map(|p| &p.name));
+    if names.into_iter().any(|n| n.len() > MAX_GROUP_NAME) {
+        return fail(BrokerError::InvalidRequest(format!(
+            "group names longer than {MAX_GROUP_NAME} bytes cannot be described to every client"
+        )));
     }
     let session = Duration::from_millis(request.session_timeout_ms as u64);
     let rebalance = if version >= 1 {

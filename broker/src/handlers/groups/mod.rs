@@ -24,6 +24,12 @@ use crate::shard::Shard;
 /// Group ids are stored with a 15-bit length.
 const MAX_GROUP_ID: usize = i16::MAX as usize;
 
+/// Longest name a group keeps (protocol type and names, member and
+/// instance ids): a flexible request may carry longer ones, but the
+/// non-flexible answers of ListGroups and DescribeGroups must encode them
+/// with a 15-bit length, or one member would break them for every client.
+const MAX_GROUP_NAME: usize = i16::MAX as usize;
+
 fn text(s: &StrBytes) -> String {
     s.to_string()
 }
