@@ -42,6 +42,17 @@ fn fill(client: &mut RawClient, topic: &str, partition: i32, count: usize, size:
     }
 }
 
+/// One partition of a Fetch, from offset 0, up to `partition_max` bytes.
+fn from_start(partition: i32, partition_max: i32) -> FetchPartition {
+    FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(0)
+        .with_current_leader_epoch(-1)
+        .with_last_fetched_epoch(-1)
+        .with_log_start_offset(-1)
+        .with_partition_max_bytes(partition_max)
+}
+
 /// A Fetch from offset 0 of `partitions` (in this order, repeats allowed),
 /// each with `partition_max` bytes, and `max_bytes` for the request.
 fn fetch(
@@ -53,15 +64,7 @@ fn fetch(
 ) -> FetchResponse {
     let parts = partitions
         .iter()
-        .map(|&p| {
-            FetchPartition::default()
-                .with_partition(p)
-                .with_fetch_offset(0)
-                .with_current_leader_epoch(-1)
-                .with_last_fetched_epoch(-1)
-                .with_log_start_offset(-1)
-                .with_partition_max_bytes(partition_max)
-        })
+        .map(|&p| from_start(p, partition_max))
         .collect();
     let request = fetch_request(topic, 0, 0)
         .with_max_bytes(max_bytes)
@@ -352,17 +355,7 @@ fn hostile_pipelining_stays_within_the_memory_budget() {
         .with_max_bytes(i32::MAX)
         .with_max_wait_ms(0);
     for t in &mut fetch.topics {
-        t.partitions = (0..2)
-            .map(|p| {
-                FetchPartition::default()
-                    .with_partition(p)
-                    .with_fetch_offset(0)
-                    .with_current_leader_epoch(-1)
-                    .with_last_fetched_epoch(-1)
-                    .with_log_start_offset(-1)
-                    .with_partition_max_bytes(i32::MAX)
-            })
-            .collect();
+        t.partitions = (0..2).map(|p| from_start(p, i32::MAX)).collect();
     }
     let produce = crate::raw::produce_request("hostile", 1, big_batch, -1);
     let mut stream_bytes = Vec::new();

@@ -173,6 +173,21 @@ pub fn check_log(label: &str, consumed: &[Record], expect: &Expect<'_>) -> usize
     consumed.len()
 }
 
+/// [`check_log`] after crashes of a producer that does not retry: every
+/// acknowledged message there, exactly once, in produce order.
+pub fn check_acked(label: &str, consumed: &[Record], produced: &Produced, acked: &Acked) -> usize {
+    check_log(
+        label,
+        consumed,
+        &Expect {
+            produced,
+            acked,
+            ordered: true,
+            exactly_once: true,
+        },
+    )
+}
+
 /// [`check_log`] for a run where every message must have been acknowledged
 /// and must come back exactly once, in order.
 pub fn check_complete(label: &str, consumed: &[Record], produced: &Produced, acked: &Acked) {

@@ -12,7 +12,7 @@
 //!
 //! Sessionless full fetches only: the answer always carries session id 0.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::fetch_response::{
@@ -25,6 +25,7 @@ use crate::error::BrokerError;
 use crate::log::{Fetched, PartitionKey, ReadRange};
 use crate::router::{scatter_slots, Slot};
 use crate::shard_id::ShardId;
+use crate::util::{wire_len, wire_millis};
 
 /// What one partition of the response carries.
 #[derive(Debug, Clone)]
@@ -57,12 +58,11 @@ impl PartitionRead {
 /// Answers a Fetch request.
 pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
     let (shard, version) = (&ctx.shard, ctx.version());
-    let deadline =
-        Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 30_000) as u64);
+    let deadline = Instant::now() + wire_millis(request.max_wait_ms, 30_000);
     let by_id = version >= 13;
     // Before v3 a request has no limit of its own.
     let asked = if version >= 3 {
-        request.max_bytes.max(0) as usize
+        wire_len(request.max_bytes)
     } else {
         usize::MAX
     };
@@ -97,7 +97,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                         ReadRange {
                             key: PartitionKey::new(t.id, p.partition),
                             offset: p.fetch_offset,
-                            max_bytes: p.partition_max_bytes.max(0) as usize,
+                            max_bytes: wire_len(p.partition_max_bytes),
                             first_batch_always: true,
                         },
                     )),
@@ -110,7 +110,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             });
         }
     }
-    let min_bytes = request.min_bytes.max(0) as usize;
+    let min_bytes = wire_len(request.min_bytes);
     // A partition refused before reaching an owner answers at once, as
     // every error does.
     let refused = slots.iter().any(|s| s.target.is_err());

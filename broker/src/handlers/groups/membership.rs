@@ -2,8 +2,6 @@
 //! LeaveGroup. The state machine is `crate::groups::state`; its calls run on
 //! the coordinator shard through `GroupService`.
 
-use std::time::Duration;
-
 use sluice_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
 use sluice_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use sluice_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -19,6 +17,7 @@ use crate::error::BrokerError;
 use crate::groups::state::{JoinRequest, JoinResult, SyncResult};
 use crate::handlers::NODE_ID;
 use crate::metadata::str_bytes;
+use crate::util::wire_millis;
 
 /// Kafka's group.min.session.timeout.ms and group.max.session.timeout.ms.
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
@@ -141,9 +140,9 @@ pub async fn join_group(ctx: &RequestContext, request: JoinGroupRequest) -> Join
             "group names longer than {MAX_GROUP_NAME} bytes cannot be described to every client"
         )));
     }
-    let session = Duration::from_millis(request.session_timeout_ms as u64);
+    let session = wire_millis(request.session_timeout_ms, u64::MAX);
     let rebalance = if version >= 1 {
-        Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64)
+        wire_millis(request.rebalance_timeout_ms, u64::MAX)
     } else {
         session
     };
