@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
+use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 use sluice_protocol::{frame, header, versions, ProtocolError, Request};
 
@@ -53,7 +54,14 @@ type Response = JoinHandle<(Reply, Held)>;
 struct Held {
     _request: (InFlightBytes, Option<Reservation>),
     _response: Option<Reservation>,
+    _fetch_slot: Option<StaticPermit>,
 }
+
+/// Fetches of one connection being read or waiting to be written. A client
+/// that pipelines fetches and never reads its answers could otherwise pin
+/// its shard's whole memory budget with them; Kafka clients keep one fetch
+/// per broker in flight.
+const FETCHES_PER_CONNECTION: u64 = 4;
 
 /// Serves one connection until the client closes it, sends garbage or
 /// stays idle too long.
@@ -69,6 +77,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let max_frame = shard.config().max_request_bytes;
     let mut buf = ReadBuffer::new();
     let in_flight = Rc::new(InFlight::default());
+    let fetch_slots = Rc::new(Semaphore::new(FETCHES_PER_CONNECTION));
     let stop = shard.lifecycle().shutdown.generation();
     // The budget taken for a frame too large for the read buffer, before
     // its body was read.
@@ -89,7 +98,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 None => shard.memory().reserve_request(frame.len()).await,
             };
             let request = (held, Some(budget));
-            let Some(response) = dispatch(&shard, &session, &peer, frame, request) else {
+            let Some(response) = dispatch(&shard, &session, &peer, frame, request, &fetch_slots)
+            else {
                 break 'conn;
             };
             if queue.send(response).await.is_err() {
@@ -136,6 +146,7 @@ fn dispatch(
     peer: &str,
     frame: Bytes,
     holding: (InFlightBytes, Option<Reservation>),
+    fetch_slots: &Rc<Semaphore>,
 ) -> Option<Response> {
     let (header, body) = match header::parse(frame) {
         Ok(parsed) => parsed,
@@ -154,8 +165,15 @@ fn dispatch(
                 session: session.clone(),
             };
             let held = holding;
+            let fetch_slots = matches!(request, Request::Fetch(_)).then(|| fetch_slots.clone());
             Some(
                 glommio::spawn_local(async move {
+                    // Held until the answer is written; the semaphore is
+                    // never closed, so acquiring cannot fail.
+                    let fetch_slot = match fetch_slots {
+                        Some(slots) => slots.acquire_static_permit(1).await.ok(),
+                        None => None,
+                    };
                     let response = crate::handlers::handle(&ctx, request).await;
                     lifecycle.done(&lifecycle.active_requests);
                     let written = match &response {
@@ -165,6 +183,7 @@ fn dispatch(
                     let held = Held {
                         _request: held,
                         _response: written,
+                        _fetch_slot: fetch_slot,
                     };
                     (response, held)
                 })
@@ -184,6 +203,7 @@ fn dispatch(
             let held = Held {
                 _request: holding,
                 _response: None,
+                _fetch_slot: None,
             };
             Some(glommio::spawn_local(async move { (Reply::Frame(out), held) }).detach())
         }

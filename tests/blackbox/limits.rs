@@ -452,3 +452,31 @@ fn hostile_pipelining_stays_within_the_memory_budget() {
         allowed / MIB
     );
 }
+
+/// A client that pipelines fetches and never reads its answers holds at
+/// most four of them: before that limit, a hundred 1 MB answers pinned a
+/// 64 MiB shard budget and every other client's fetch on the shard waited
+/// for as long as that connection lived.
+#[test]
+fn a_client_that_never_reads_cannot_pin_the_budget() {
+    let dir = DataDir::new("fetch-pin");
+    let broker = Broker::start(dir.path(), 1, &["--memory-budget-mib", "64"]);
+    create_topic(&broker, "pinned", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    fill(&mut client, "pinned", 0, 40, 1000 * KIB);
+    let mut hostile = RawClient::connect(broker.addr());
+    for _ in 0..100 {
+        let request = fetch_request("pinned", 0, 0)
+            .with_max_bytes(MIB as i32)
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name("pinned"))
+                .with_partitions(vec![from_start(0, MIB as i32)])]);
+        hostile.send(FETCH_V, &request);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Another client's fetch is answered (the raw client waits 15 s at most).
+    let response = fetch(&mut client, "pinned", &[0], MIB as i32, MIB as i32);
+    assert!(!records_of(&response)[0].1.is_empty());
+    drop(hostile);
+}
