@@ -480,3 +480,23 @@ fn a_client_that_never_reads_cannot_pin_the_budget() {
     assert!(!records_of(&response)[0].1.is_empty());
     drop(hostile);
 }
+
+/// Found by the fuzzer: a Metadata request naming one topic many times got
+/// it described as many times (a 110 KB request asked for a 269 MB
+/// answer). Kafka answers each topic once; so do Sluice's Metadata and
+/// DescribeGroups.
+#[test]
+fn a_topic_named_many_times_is_described_once() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let dir = DataDir::new("metadata-repeats");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, "wide", 1_000, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    let topics = (0..200)
+        .map(|_| MetadataRequestTopic::default().with_name(Some(topic_name("wide"))))
+        .collect();
+    let request = kafka_protocol::messages::MetadataRequest::default().with_topics(Some(topics));
+    let response = client.call(crate::raw::METADATA_V, &request);
+    assert_eq!(response.topics.len(), 1, "one answer for one topic");
+    assert_eq!(response.topics[0].partitions.len(), 1_000);
+}

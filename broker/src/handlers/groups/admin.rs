@@ -73,7 +73,13 @@ pub async fn describe_groups(
 ) -> DescribeGroupsResponse {
     let version = ctx.version();
     let mut described = Vec::with_capacity(request.groups.len());
+    // A group named twice is described once, as Kafka does: a description
+    // can be large, and a request of repeats must not multiply it.
+    let mut named = std::collections::HashSet::new();
     for id in request.groups {
+        if !named.insert(id.0.clone()) {
+            continue;
+        }
         let group = text(&id.0);
         let found = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
             s.groups().describe(&group)
