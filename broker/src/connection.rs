@@ -62,6 +62,8 @@ struct Held {
 /// its shard's whole memory budget with them; Kafka clients keep one fetch
 /// per broker in flight.
 const FETCHES_PER_CONNECTION: u64 = 4;
+/// A request frame starts with its API key; Fetch is 1.
+const FETCH_KEY: [u8; 2] = 1i16.to_be_bytes();
 
 /// Serves one connection until the client closes it, sends garbage or
 /// stays idle too long.
@@ -97,8 +99,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 Some(reserved) => reserved,
                 None => shard.memory().reserve_request(frame.len()).await,
             };
+            // Taken here, in request order: answers are written in that
+            // order, so a later fetch holding a slot must never make an
+            // earlier one wait for it.
+            let fetch_slot = if frame.get(..2) == Some(&FETCH_KEY[..]) {
+                fetch_slots.acquire_static_permit(1).await.ok()
+            } else {
+                None
+            };
             let request = (held, Some(budget));
-            let Some(response) = dispatch(&shard, &session, &peer, frame, request, &fetch_slots)
+            let Some(response) = dispatch(&shard, &session, &peer, frame, request, fetch_slot)
             else {
                 break 'conn;
             };
@@ -146,7 +156,7 @@ fn dispatch(
     peer: &str,
     frame: Bytes,
     holding: (InFlightBytes, Option<Reservation>),
-    fetch_slots: &Rc<Semaphore>,
+    fetch_slot: Option<StaticPermit>,
 ) -> Option<Response> {
     let (header, body) = match header::parse(frame) {
         Ok(parsed) => parsed,
@@ -165,15 +175,8 @@ fn dispatch(
                 session: session.clone(),
             };
             let held = holding;
-            let fetch_slots = matches!(request, Request::Fetch(_)).then(|| fetch_slots.clone());
             Some(
                 glommio::spawn_local(async move {
-                    // Held until the answer is written; the semaphore is
-                    // never closed, so acquiring cannot fail.
-                    let fetch_slot = match fetch_slots {
-                        Some(slots) => slots.acquire_static_permit(1).await.ok(),
-                        None => None,
-                    };
                     let response = crate::handlers::handle(&ctx, request).await;
                     lifecycle.done(&lifecycle.active_requests);
                     let written = match &response {
@@ -203,7 +206,7 @@ fn dispatch(
             let held = Held {
                 _request: holding,
                 _response: None,
-                _fetch_slot: None,
+                _fetch_slot: fetch_slot,
             };
             Some(glommio::spawn_local(async move { (Reply::Frame(out), held) }).detach())
         }
