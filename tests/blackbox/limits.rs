@@ -499,4 +499,18 @@ fn a_topic_named_many_times_is_described_once() {
     let response = client.call(crate::raw::METADATA_V, &request);
     assert_eq!(response.topics.len(), 1, "one answer for one topic");
     assert_eq!(response.topics[0].partitions.len(), 1_000);
+
+    // DescribeConfigs of one topic, named 200 times (resource type 2: topic).
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let resources = (0..200)
+        .map(|_| {
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(kafka_protocol::protocol::StrBytes::from_static_str("wide"))
+        })
+        .collect();
+    let request =
+        kafka_protocol::messages::DescribeConfigsRequest::default().with_resources(resources);
+    let response = client.call(4, &request);
+    assert_eq!(response.results.len(), 1, "one answer for one resource");
 }

@@ -242,9 +242,13 @@ pub fn describe_configs(
 ) -> DescribeConfigsResponse {
     let shard = &ctx.shard;
     let metadata = shard.metadata();
+    // A resource named twice is described once: a request of repeats must
+    // not multiply the answer (the class the fuzzer found in Metadata).
+    let mut named = std::collections::HashSet::new();
     let results = request
         .resources
         .iter()
+        .filter(|res| named.insert((res.resource_type, res.resource_name.clone())))
         .map(|res| {
             let wanted = |k: &str| {
                 res.configuration_keys

@@ -171,7 +171,12 @@ pub async fn offset_fetch(
         return response;
     }
     let mut groups = Vec::with_capacity(request.groups.len());
+    // A group named twice is answered once (no answer multiplied by repeats).
+    let mut named = std::collections::HashSet::new();
     for g in request.groups {
+        if !named.insert(g.group_id.clone()) {
+            continue;
+        }
         let topics = g.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
