@@ -28,7 +28,7 @@ use sluice_protocol::{frame, header, versions, ProtocolError, Request};
 use crate::context::{RequestContext, Session};
 use crate::handlers::Reply;
 use crate::lifecycle::Lifecycle;
-use crate::memory::Reservation;
+use crate::memory::{MemoryBudget, Reservation};
 use crate::shard::Shard;
 
 /// Requests of one connection being handled at once.
@@ -52,7 +52,8 @@ type Response = JoinHandle<(Reply, Held)>;
 /// What a request holds until its response is written: its bytes against
 /// the connection's limit and the shard's budget, and the response's.
 struct Held {
-    _request: (InFlightBytes, Option<Reservation>),
+    /// Against the connection's limit and against the shard's budget.
+    _request: (Reservation, Reservation),
     _response: Option<Reservation>,
     _fetch_slot: Option<StaticPermit>,
 }
@@ -78,7 +79,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
     let max_frame = shard.config().max_request_bytes;
     let mut buf = ReadBuffer::new();
-    let in_flight = Rc::new(InFlight::default());
+    // The connection's own limit works as the shard's budget does.
+    let in_flight = MemoryBudget::new(MAX_IN_FLIGHT_BYTES);
     let fetch_slots = Rc::new(Semaphore::new(FETCHES_PER_CONNECTION));
     let stop = shard.lifecycle().shutdown.generation();
     // The budget taken for a frame too large for the read buffer, before
@@ -94,7 +96,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     break 'conn;
                 }
             };
-            let held = in_flight.admit(frame.len()).await;
+            let held = in_flight.reserve(frame.len()).await;
             let budget = match reserved_frame.take() {
                 Some(reserved) => reserved,
                 None => shard.memory().reserve_request(frame.len()).await,
@@ -107,7 +109,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             } else {
                 None
             };
-            let request = (held, Some(budget));
+            let request = (held, budget);
             let Some(response) = dispatch(&shard, &session, &peer, frame, request, fetch_slot)
             else {
                 break 'conn;
@@ -155,7 +157,7 @@ fn dispatch(
     session: &Rc<Session>,
     peer: &str,
     frame: Bytes,
-    holding: (InFlightBytes, Option<Reservation>),
+    holding: (Reservation, Reservation),
     fetch_slot: Option<StaticPermit>,
 ) -> Option<Response> {
     let (header, body) = match header::parse(frame) {
@@ -241,45 +243,6 @@ async fn write_responses(
         }
     }
     let _ = writer.close().await;
-}
-
-/// Request bytes of a connection being handled.
-#[derive(Default)]
-struct InFlight {
-    bytes: std::cell::Cell<usize>,
-    released: crate::notify::Notify,
-}
-
-/// A request's bytes counted in its connection's [`InFlight`] until dropped.
-struct InFlightBytes {
-    in_flight: Rc<InFlight>,
-    size: usize,
-}
-
-impl InFlight {
-    /// Waits until `size` more bytes fit (or nothing is in flight), then
-    /// counts them until the returned guard is dropped.
-    async fn admit(self: &Rc<Self>, size: usize) -> InFlightBytes {
-        while self.bytes.get() > 0 && self.bytes.get() + size > MAX_IN_FLIGHT_BYTES {
-            let g = self.released.generation();
-            self.released.changed(g).await;
-        }
-        self.bytes.set(self.bytes.get() + size);
-        InFlightBytes {
-            in_flight: self.clone(),
-            size,
-        }
-    }
-}
-
-impl Drop for InFlightBytes {
-    fn drop(&mut self) {
-        let in_flight = &self.in_flight;
-        in_flight
-            .bytes
-            .set(in_flight.bytes.get().saturating_sub(self.size));
-        in_flight.released.notify();
-    }
 }
 
 /// A connection's read buffer. `buf[..filled]` holds bytes read and not yet
