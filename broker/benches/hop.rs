@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice::config::ServeArgs;
+use sluice::groups::service::GroupLimits;
 use sluice::groups::{Coordinator, GroupService};
 use sluice::lifecycle::Lifecycle;
 use sluice::log::{Log, LogState};
@@ -68,7 +69,12 @@ fn run(spin: Option<Duration>, rounds: usize) -> Vec<f64> {
                         .unwrap();
                     let id = ShardId::new(id);
                     let log = Rc::new(Log::new(wal, LogState::new(id), 1 << 20));
-                    let groups = Rc::new(GroupService::new(Coordinator::default(), log.clone()));
+                    let limits = GroupLimits::of(&args, peers.len());
+                    let groups = Rc::new(GroupService::new(
+                        Coordinator::default(),
+                        log.clone(),
+                        limits,
+                    ));
                     let lifecycle = Rc::new(Lifecycle::default());
                     let shard = Rc::new(Shard::new(
                         id,

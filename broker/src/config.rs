@@ -62,6 +62,12 @@ pub struct ServeArgs {
     /// connections.max.idle.ms).
     #[arg(long, default_value_t = 600_000)]
     pub connections_max_idle_ms: u64,
+    /// Most members one consumer group may have (Kafka's group.max.size);
+    /// a member past it gets GROUP_MAX_SIZE_REACHED. Members are also held
+    /// against an eighth of the memory budget, past which joins get
+    /// COORDINATOR_NOT_AVAILABLE and are retried.
+    #[arg(long, default_value_t = 10_000)]
+    pub group_max_size: usize,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,

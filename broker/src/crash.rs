@@ -59,6 +59,22 @@ pub enum FailPoint {
     /// `wal-fail:SHARD:MS`: that shard's WAL fails MS ms after start, as it
     /// does when a write or fdatasync returns an error.
     WalFail { shard: usize, after_ms: u64 },
+    /// `dir-sync-fail:SHARD:MS`: from MS ms after start, every directory
+    /// sync after a metadata rename fails, as it does on a failing disk.
+    DirSyncFail { shard: usize, after_ms: u64 },
+}
+
+/// Set by the `dir-sync-fail` fail point.
+static DIR_SYNC_FAILS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every later directory sync fail (the `dir-sync-fail` fail point).
+pub fn fail_dir_syncs() {
+    DIR_SYNC_FAILS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a fail point makes directory syncs fail.
+pub fn dir_syncs_fail() -> bool {
+    DIR_SYNC_FAILS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl FailPoint {
@@ -79,6 +95,7 @@ impl FailPoint {
         match kind {
             Some("shard-panic") => Ok(FailPoint::ShardPanic { shard, after_ms }),
             Some("wal-fail") => Ok(FailPoint::WalFail { shard, after_ms }),
+            Some("dir-sync-fail") => Ok(FailPoint::DirSyncFail { shard, after_ms }),
             _ => Err(bad()),
         }
     }
@@ -102,6 +119,13 @@ mod tests {
             Ok(FailPoint::WalFail {
                 shard: 0,
                 after_ms: 0
+            })
+        );
+        assert_eq!(
+            FailPoint::parse("dir-sync-fail:0:5"),
+            Ok(FailPoint::DirSyncFail {
+                shard: 0,
+                after_ms: 5
             })
         );
         assert!(FailPoint::parse("wal-fail:x:1").is_err());

@@ -87,6 +87,8 @@ pub enum BrokerError {
     GroupSubscribedToTopic,
     /// Offset metadata longer than the broker keeps.
     OffsetMetadataTooLarge,
+    /// The group has `--group-max-size` members already.
+    GroupMaxSizeReached,
 }
 
 impl BrokerError {
@@ -121,6 +123,7 @@ impl BrokerError {
             E::MemberIdRequired => ResponseError::MemberIdRequired,
             E::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
             E::GroupIdNotFound => ResponseError::GroupIdNotFound,
+            E::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
             E::NonEmptyGroup => ResponseError::NonEmptyGroup,
             E::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
             E::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
@@ -175,6 +178,7 @@ impl fmt::Display for BrokerError {
             E::NonEmptyGroup => f.write_str("group is not empty"),
             E::GroupSubscribedToTopic => f.write_str("group is subscribed to the topic"),
             E::OffsetMetadataTooLarge => f.write_str("offset metadata too large"),
+            E::GroupMaxSizeReached => f.write_str("the group has reached its maximum size"),
         }
     }
 }

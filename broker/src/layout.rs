@@ -90,7 +90,11 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     // disagree after a failed directory sync, so the process stops and the
     // next start reads what the disk really kept.
     let dir = path.parent().unwrap_or(Path::new("."));
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+    let synced = std::fs::File::open(dir).and_then(|d| match crate::crash::dir_syncs_fail() {
+        true => Err(std::io::Error::other("fail point: directory sync failed")),
+        false => d.sync_all(),
+    });
+    if let Err(e) = synced {
         crate::crash::fatal(&fail("syncing the directory of", e));
     }
     Ok(())

@@ -66,6 +66,12 @@ impl MemoryBudget {
         self.force(bytes)
     }
 
+    /// Holds `bytes` if they fit now, else nothing: for state that lives
+    /// long (group members), which must be refused rather than wait.
+    pub fn try_reserve(self: &Rc<Self>, bytes: usize) -> Option<Reservation> {
+        (self.used.get().saturating_add(bytes) <= self.limit).then(|| self.force(bytes))
+    }
+
     /// Holds `bytes` at once: for memory that already exists (a response
     /// built by a request that was let in), so that it counts until written.
     pub fn force(self: &Rc<Self>, bytes: usize) -> Reservation {
@@ -98,6 +104,12 @@ impl Reservation {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reservation({} bytes)", self.bytes)
     }
 }
 
@@ -152,6 +164,11 @@ mod tests {
                 assert_eq!(budget.used(), 140);
                 drop((sixty, response));
                 assert_eq!((budget.used(), budget.peak()), (0, 1_000));
+                // Long-lived state is refused past the limit, never let in alone.
+                let most = budget.try_reserve(100).expect("fits");
+                assert!(budget.try_reserve(1).is_none());
+                drop(most);
+                assert!(budget.try_reserve(101).is_none());
             });
     }
 }

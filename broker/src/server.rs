@@ -12,6 +12,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::admission::ConnectionGate;
 use crate::config::ServeArgs;
 use crate::crash::{self, FailPoint};
+use crate::groups::service::GroupLimits;
 use crate::groups::GroupService;
 use crate::layout::{self, CLUSTER_FILE};
 use crate::lifecycle::Lifecycle;
@@ -173,7 +174,8 @@ async fn run_shard(
         recovered.log,
         args.fetch_buffer_mib << 20,
     ));
-    let groups = Rc::new(GroupService::new(recovered.groups, log.clone()));
+    let limits = GroupLimits::of(&args, peers.len());
+    let groups = Rc::new(GroupService::new(recovered.groups, log.clone(), limits));
     let lifecycle = Rc::new(Lifecycle::default());
     let shard = Rc::new(Shard::new(
         id,
@@ -287,6 +289,10 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
     | FailPoint::WalFail {
         shard: at,
         after_ms,
+    }
+    | FailPoint::DirSyncFail {
+        shard: at,
+        after_ms,
     }) = fail_point;
     if at != shard.id().index() {
         return;
@@ -297,6 +303,7 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
         FailPoint::WalFail { .. } => shard
             .log()
             .inject_wal_failure("fail point: fdatasync failed"),
+        FailPoint::DirSyncFail { .. } => crash::fail_dir_syncs(),
     }
 }
 

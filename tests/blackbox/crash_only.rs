@@ -55,6 +55,51 @@ fn a_failed_wal_ends_the_process() {
     assert!(log.contains("the WAL failed"), "no clear line:\n{log}");
 }
 
+/// A metadata file renamed into place whose directory could not be synced
+/// may not survive a power cut, while memory already acts on it: the
+/// process stops, and the next start reads what the disk kept. Before, the
+/// broker went on with memory and disk disagreeing.
+#[test]
+fn a_failed_directory_sync_ends_the_process_and_the_restart_is_consistent() {
+    let dir = DataDir::new("dir-sync-fail");
+    let mut broker = Broker::try_start_env(
+        dir.path(),
+        2,
+        &[],
+        &[("SLUICE_FAIL_POINT", "dir-sync-fail:0:0")],
+    )
+    .unwrap_or_else(|e| panic!("broker did not start: {e:?}"));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut client = RawClient::connect(broker.addr());
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name("unsynced"))
+            .with_num_partitions(2)
+            .with_replication_factor(1)])
+        .with_timeout_ms(5_000);
+    let _ = client.send(5, &request);
+    let status = broker
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| {
+            panic!(
+                "the broker is still running after a failed directory sync\n{}",
+                broker.log()
+            )
+        });
+    let log = broker.log();
+    assert_eq!(status.code(), Some(70), "exit status {status:?}\n{log}");
+    assert!(
+        log.contains("syncing the directory of"),
+        "no clear line:\n{log}"
+    );
+    drop(broker);
+    // The restart serves whatever the disk kept, and works.
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, "after", 2, &[]);
+    let versions = RawClient::connect(broker.addr()).call(3, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, NONE);
+}
+
 #[test]
 fn create_partitions_with_a_negative_count_is_refused() {
     let dir = DataDir::new("negative-partitions");

@@ -320,3 +320,58 @@ fn a_group_name_too_long_for_old_answers_is_refused() {
     );
     assert_eq!(described.groups.len(), 1);
 }
+
+/// Group members are state a client creates and keeps alive, so they are
+/// capped like any other memory: a group takes at most `--group-max-size`
+/// members (GROUP_MAX_SIZE_REACHED past it, as Kafka's group.max.size), and
+/// all groups of a shard hold their members within an eighth of its memory
+/// budget (COORDINATOR_NOT_AVAILABLE past it, which clients retry). Before,
+/// every JoinGroup was kept, whatever its size, by any number of groups.
+#[test]
+fn group_members_are_capped_in_number_and_memory() {
+    let dir = DataDir::new("groups-capped");
+    let broker = Broker::start(
+        dir.path(),
+        1,
+        &["--memory-budget-mib", "64", "--group-max-size", "3"],
+    );
+    let mut c = RawClient::connect(broker.addr());
+    let join = |c: &mut RawClient, group: &str, metadata_bytes: usize| {
+        let request = JoinGroupRequest::default()
+            .with_group_id(group_id(group))
+            .with_session_timeout_ms(6_000)
+            .with_rebalance_timeout_ms(6_000)
+            .with_member_id(s(""))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(vec![7u8; metadata_bytes].into())]);
+        c.call(5, &request).error_code
+    };
+    let codes: Vec<i16> = (0..4).map(|_| join(&mut c, "small", 100)).collect();
+    assert_eq!(
+        codes,
+        [wire::MEMBER_ID_REQUIRED; 3]
+            .iter()
+            .copied()
+            .chain([81])
+            .collect::<Vec<_>>()
+    );
+
+    // 64 MiB on one shard: 8 MiB for groups, so seven 1 MiB members fit.
+    let codes: Vec<i16> = (0..12)
+        .map(|i| join(&mut c, &format!("big-{i}"), 1 << 20))
+        .collect();
+    let held = codes
+        .iter()
+        .filter(|&&e| e == wire::MEMBER_ID_REQUIRED)
+        .count();
+    assert_eq!(held, 7, "{codes:?}");
+    assert!(codes[held..].iter().all(|&e| e == 15), "{codes:?}");
+
+    // Pending member ids are forgotten after the session timeout, and their
+    // memory with them.
+    std::thread::sleep(std::time::Duration::from_millis(6_500));
+    assert_eq!(join(&mut c, "big-again", 1 << 20), wire::MEMBER_ID_REQUIRED);
+    assert_eq!(join(&mut c, "small", 100), wire::MEMBER_ID_REQUIRED);
+}

@@ -18,6 +18,7 @@ use super::state::{Answer, GroupState, JoinRequest, JoinResult, SyncResult};
 use crate::error::BrokerError;
 use crate::lifecycle::Lifecycle;
 use crate::log::Log;
+use crate::memory::MemoryBudget;
 use crate::metadata::Metadata;
 
 /// How often member sessions and rebalance deadlines are checked.
@@ -87,18 +88,46 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
+/// What one shard's groups may hold: members are state a client creates
+/// and keeps alive, so they are capped like any other memory.
+pub struct GroupLimits {
+    /// Most members and pending member ids per group (Kafka's
+    /// group.max.size); a new member past it gets GROUP_MAX_SIZE_REACHED.
+    pub max_size: usize,
+    /// Memory for members, pending member ids and assignments; a join or
+    /// an assignment that does not fit gets COORDINATOR_NOT_AVAILABLE,
+    /// which clients retry.
+    pub memory: Rc<MemoryBudget>,
+}
+
+impl GroupLimits {
+    /// One shard's limits: `--group-max-size`, and an eighth of the shard's
+    /// share of the memory budget.
+    pub fn of(args: &crate::config::ServeArgs, shards: usize) -> GroupLimits {
+        GroupLimits {
+            max_size: args.group_max_size,
+            memory: MemoryBudget::new(args.memory_budget_bytes() / shards.max(1) / 8),
+        }
+    }
+}
+
 /// The group coordinator of one shard.
 pub struct GroupService {
     coordinator: RefCell<Coordinator>,
     log: Rc<Log>,
+    limits: GroupLimits,
 }
+
+/// Why a join or an assignment was refused for memory.
+const GROUP_MEMORY_FULL: &str = "the coordinator's memory for group members is full";
 
 impl GroupService {
     /// The coordinator rebuilt by recovery, writing through `log`.
-    pub fn new(coordinator: Coordinator, log: Rc<Log>) -> GroupService {
+    pub fn new(coordinator: Coordinator, log: Rc<Log>, limits: GroupLimits) -> GroupService {
         GroupService {
             coordinator: RefCell::new(coordinator),
             log,
+            limits,
         }
     }
 
@@ -198,11 +227,16 @@ impl GroupService {
     /// JoinGroup: waits until the join phase completes.
     pub async fn join(&self, group: &str, join: JoinRequest) -> JoinResult {
         self.expire_due(Some(group));
-        let answer = self
-            .coordinator
-            .borrow_mut()
-            .get_or_create(group)
-            .join(join, Instant::now());
+        let Some(held) = self.limits.memory.try_reserve(join.footprint()) else {
+            let full = BrokerError::CoordinatorNotAvailable(GROUP_MEMORY_FULL.into());
+            return JoinResult::error(&join.member_id, full);
+        };
+        let answer = {
+            let mut coordinator = self.coordinator.borrow_mut();
+            let g = coordinator.get_or_create(group);
+            g.max_size = self.limits.max_size;
+            g.join(join, Some(held), Instant::now())
+        };
         self.flush_outbox();
         match answer {
             Answer::Now(r) => r,
@@ -225,6 +259,14 @@ impl GroupService {
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
         self.expire_due(Some(group));
+        let bytes: usize = assignments
+            .iter()
+            .map(|(m, a)| m.len() + a.len() + 32)
+            .sum();
+        let Some(held) = self.limits.memory.try_reserve(bytes) else {
+            let full = BrokerError::CoordinatorNotAvailable(GROUP_MEMORY_FULL.into());
+            return SyncResult::error(full);
+        };
         let answer = match self.coordinator.borrow_mut().groups.get_mut(group) {
             None => Answer::Now(SyncResult {
                 error: Some(BrokerError::UnknownMemberId),
@@ -236,6 +278,7 @@ impl GroupService {
                 generation,
                 protocol,
                 assignments,
+                Some(held),
                 Instant::now(),
             ),
         };

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::records::GroupRecord;
 use crate::error::BrokerError;
+use crate::memory::Reservation;
 use bytes::Bytes;
 
 /// How long a group that was empty waits for more members before the first
@@ -70,7 +71,7 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, error: BrokerError) -> JoinResult {
+    pub(crate) fn error(member_id: &str, error: BrokerError) -> JoinResult {
         JoinResult {
             error: Some(error),
             generation: -1,
@@ -94,7 +95,7 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(error: BrokerError) -> SyncResult {
+    pub(crate) fn error(error: BrokerError) -> SyncResult {
         SyncResult {
             error: Some(error),
             ..SyncResult::default()
@@ -133,6 +134,36 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
 }
 
+impl JoinRequest {
+    /// Bytes the group keeps for this member: what the coordinator must
+    /// hold before letting it in.
+    pub fn footprint(&self) -> usize {
+        const MEMBER_OVERHEAD: usize = 256;
+        let protocols: usize = self
+            .protocols
+            .iter()
+            .map(|(n, m)| n.len() + m.len() + 32)
+            .sum();
+        MEMBER_OVERHEAD
+            // The id is kept twice (map key and member); a new one is the
+            // client id and a UUID.
+            + 2 * self.member_id.len().max(self.client_id.len() + 37)
+            + self.instance_id.as_ref().map_or(0, |i| 2 * i.len())
+            + self.client_id.len()
+            + self.client_host.len()
+            + self.protocol_type.len()
+            + protocols
+    }
+}
+
+/// A member id handed out with MEMBER_ID_REQUIRED, not yet used.
+#[derive(Debug)]
+pub struct Pending {
+    /// When it is forgotten.
+    pub deadline: Instant,
+    _held: Option<Reservation>,
+}
+
 /// One member.
 #[derive(Debug)]
 pub struct Member {
@@ -158,6 +189,7 @@ pub struct Member {
     pub joined_seq: u64,
     join_waiter: Option<flume::Sender<JoinResult>>,
     sync_waiter: Option<flume::Sender<SyncResult>>,
+    held: Option<Reservation>,
 }
 
 impl Member {
@@ -226,7 +258,7 @@ pub struct Group {
     pub static_members: HashMap<String, String>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, with the time by
     /// which they must join.
-    pub pending: HashMap<String, Instant>,
+    pub pending: HashMap<String, Pending>,
     /// Committed offsets by topic name and partition.
     pub offsets: BTreeMap<(String, i32), Committed>,
     /// When the group last became empty (ms since the epoch; offset retention).
@@ -235,6 +267,10 @@ pub struct Group {
     pub outbox: Vec<GroupRecord>,
     /// WAL position of the record of the last generation, once written.
     pub generation_position: Option<u64>,
+    /// Most members (with pending member ids) a join may bring the group to.
+    pub max_size: usize,
+    /// The coordinator's memory for the current generation's assignments.
+    assignments_held: Option<Reservation>,
     rebalance_deadline: Option<Instant>,
     join_not_before: Option<Instant>,
     next_join_seq: u64,
@@ -257,6 +293,8 @@ impl Group {
             empty_since: now_ms,
             outbox: Vec::new(),
             generation_position: None,
+            max_size: usize::MAX,
+            assignments_held: None,
             rebalance_deadline: None,
             join_not_before: None,
             next_join_seq: 0,
@@ -327,14 +365,30 @@ impl Group {
         self.pending.is_empty() && self.members.values().all(Member::awaiting_join)
     }
 
-    /// Handles a JoinGroup.
-    pub fn join(&mut self, req: JoinRequest, now: Instant) -> Answer<JoinResult> {
+    /// Handles a JoinGroup; `held` is the coordinator's memory for the
+    /// member (or its pending id), kept as long as the group keeps it.
+    pub fn join(
+        &mut self,
+        req: JoinRequest,
+        held: Option<Reservation>,
+        now: Instant,
+    ) -> Answer<JoinResult> {
         let fail = |e: BrokerError| Answer::Now(JoinResult::error(&req.member_id, e));
         if self.state == GroupState::Dead {
             return fail(BrokerError::CoordinatorNotAvailable(DEAD.into()));
         }
         if !self.supports(&req.protocol_type, &req.protocols) {
             return fail(BrokerError::InconsistentGroupProtocol);
+        }
+        let returning_static = req
+            .instance_id
+            .as_ref()
+            .is_some_and(|i| self.static_members.contains_key(i));
+        if req.member_id.is_empty()
+            && !returning_static
+            && self.members.len() + self.pending.len() >= self.max_size
+        {
+            return fail(BrokerError::GroupMaxSizeReached);
         }
         if req.member_id.is_empty() {
             // Kafka's form, client id then a UUID, with the client id cut
@@ -350,23 +404,26 @@ impl Group {
             );
             if let Some(instance) = &req.instance_id {
                 if let Some(old_id) = self.static_members.get(instance).cloned() {
-                    return self.replace_static_member(&old_id, new_id, req, now);
+                    return self.replace_static_member(&old_id, new_id, req, held, now);
                 }
-                return self.add_member(new_id, req, now);
+                return self.add_member(new_id, req, held, now);
             }
             if req.require_known_member_id {
-                self.pending
-                    .insert(new_id.clone(), now + req.session_timeout);
+                let pending = Pending {
+                    deadline: now + req.session_timeout,
+                    _held: held,
+                };
+                self.pending.insert(new_id.clone(), pending);
                 return Answer::Now(JoinResult::error(&new_id, BrokerError::MemberIdRequired));
             }
-            return self.add_member(new_id, req, now);
+            return self.add_member(new_id, req, held, now);
         }
         if self.is_fenced(req.instance_id.as_deref(), &req.member_id) {
             return fail(BrokerError::FencedInstanceId);
         }
         if self.pending.remove(&req.member_id).is_some() {
             let id = req.member_id.clone();
-            return self.add_member(id, req, now);
+            return self.add_member(id, req, held, now);
         }
         let Some(member) = self.members.get(&req.member_id) else {
             return fail(BrokerError::UnknownMemberId);
@@ -375,7 +432,7 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(req.member_id.as_str());
         match self.state {
             GroupState::PreparingRebalance => {
-                let rx = self.update_member(&req, now);
+                let rx = self.update_member(&req, held, now);
                 self.maybe_complete_join(now);
                 Answer::Wait(rx)
             }
@@ -386,7 +443,7 @@ impl Group {
                 Answer::Now(self.join_result(&req.member_id))
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
-                let rx = self.update_member(&req, now);
+                let rx = self.update_member(&req, held, now);
                 self.prepare_rebalance(now);
                 self.maybe_complete_join(now);
                 Answer::Wait(rx)
@@ -419,7 +476,13 @@ impl Group {
         }
     }
 
-    fn add_member(&mut self, id: String, req: JoinRequest, now: Instant) -> Answer<JoinResult> {
+    fn add_member(
+        &mut self,
+        id: String,
+        req: JoinRequest,
+        held: Option<Reservation>,
+        now: Instant,
+    ) -> Answer<JoinResult> {
         let (tx, rx) = flume::bounded(1);
         if self.members.is_empty() {
             self.protocol_type = Some(req.protocol_type.clone());
@@ -446,6 +509,7 @@ impl Group {
                 joined_seq: self.next_join_seq,
                 join_waiter: Some(tx),
                 sync_waiter: None,
+                held,
             },
         );
         if self.state != GroupState::PreparingRebalance {
@@ -455,7 +519,12 @@ impl Group {
         Answer::Wait(rx)
     }
 
-    fn update_member(&mut self, req: &JoinRequest, now: Instant) -> flume::Receiver<JoinResult> {
+    fn update_member(
+        &mut self,
+        req: &JoinRequest,
+        held: Option<Reservation>,
+        now: Instant,
+    ) -> flume::Receiver<JoinResult> {
         let (tx, rx) = flume::bounded(1);
         if let Some(m) = self.members.get_mut(&req.member_id) {
             // A retried join supersedes the earlier one, which is told to rejoin.
@@ -470,6 +539,7 @@ impl Group {
             m.client_host = req.client_host.clone();
             m.last_heartbeat = now;
             m.join_waiter = Some(tx);
+            m.held = held;
         }
         rx
     }
@@ -481,10 +551,11 @@ impl Group {
         old_id: &str,
         new_id: String,
         req: JoinRequest,
+        held: Option<Reservation>,
         now: Instant,
     ) -> Answer<JoinResult> {
         let Some(mut old) = self.members.remove(old_id) else {
-            return self.add_member(new_id, req, now);
+            return self.add_member(new_id, req, held, now);
         };
         old.answer_join(JoinResult::error(old_id, BrokerError::FencedInstanceId));
         old.answer_sync(SyncResult::error(BrokerError::FencedInstanceId));
@@ -509,6 +580,7 @@ impl Group {
             joined_seq: old.joined_seq,
             join_waiter: None,
             sync_waiter: None,
+            held,
         };
         self.members.insert(new_id.clone(), member);
         match self.state {
@@ -674,7 +746,9 @@ impl Group {
         self.maybe_complete_join(now);
     }
 
-    /// Handles a SyncGroup.
+    /// Handles a SyncGroup; `held` is the coordinator's memory for the
+    /// leader's `assignments`, kept until the next generation's.
+    #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &mut self,
         member_id: &str,
@@ -682,6 +756,7 @@ impl Group {
         generation: i32,
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
+        held: Option<Reservation>,
         now: Instant,
     ) -> Answer<SyncResult> {
         let fail = |e: BrokerError| Answer::Now(SyncResult::error(e));
@@ -727,6 +802,7 @@ impl Group {
                 if self.leader.as_deref() == Some(member_id) {
                     let mut assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
                     self.state = GroupState::Stable;
+                    self.assignments_held = held;
                     for m in self.members.values_mut() {
                         m.assignment = assignments.remove(&m.id).unwrap_or_default();
                         let result = SyncResult {
@@ -843,7 +919,7 @@ impl Group {
     /// Expels members whose session expired and forgets member ids that were
     /// never used; completes a pending join phase when it is due.
     pub fn tick(&mut self, now: Instant) {
-        self.pending.retain(|_, deadline| *deadline > now);
+        self.pending.retain(|_, p| p.deadline > now);
         let expired: Vec<String> = self
             .members
             .values()
@@ -932,11 +1008,41 @@ mod tests {
 
     /// Joins a new dynamic member through the MEMBER_ID_REQUIRED round trip.
     fn join_new(g: &mut Group, now: Instant) -> (String, Answer<JoinResult>) {
-        let first = now_of(g.join(req("", None), now));
+        let first = now_of(g.join(req("", None), None, now));
         assert_eq!(first.error, Some(BrokerError::MemberIdRequired));
         let id = first.member_id;
-        let r = g.join(req(&id, None), now);
+        let r = g.join(req(&id, None), None, now);
         (id, r)
+    }
+
+    #[test]
+    fn a_full_group_refuses_new_members_and_gives_their_memory_back() {
+        let budget = crate::memory::MemoryBudget::new(1_000);
+        let t0 = Instant::now();
+        let mut g = Group::new("g", 0);
+        g.max_size = 2;
+        let join =
+            |g: &mut Group, id: &str| now_of(g.join(req(id, None), budget.try_reserve(100), t0));
+        let a = join(&mut g, "").member_id;
+        let b = join(&mut g, "");
+        assert_eq!(b.error, Some(BrokerError::MemberIdRequired));
+        // Pending member ids count: a third new member is refused, and
+        // what was held for it is given back at once.
+        assert_eq!(
+            join(&mut g, "").error,
+            Some(BrokerError::GroupMaxSizeReached)
+        );
+        assert_eq!(budget.used(), 200);
+        // A known id still joins, holding its new bytes instead of the old.
+        let _ = g.join(req(&a, None), budget.try_reserve(100), t0);
+        assert_eq!((g.members.len(), budget.used()), (1, 200));
+        // Forgotten pending ids and expelled members give memory back
+        // (the first tick completes the join phase).
+        g.tick(t0 + Duration::from_secs(12));
+        g.tick(t0 + Duration::from_secs(40));
+        assert!(g.members.is_empty() && g.pending.is_empty());
+        assert_eq!(budget.used(), 0);
+        assert_eq!(join(&mut g, "").error, Some(BrokerError::MemberIdRequired));
     }
 
     #[test]
@@ -961,7 +1067,7 @@ mod tests {
         assert_eq!(g.state, GroupState::CompletingRebalance);
 
         let t1 = t0 + INITIAL_REBALANCE_DELAY;
-        let Answer::Wait(sb) = g.sync(&b, None, 1, (None, None), vec![], t1) else {
+        let Answer::Wait(sb) = g.sync(&b, None, 1, (None, None), vec![], None, t1) else {
             panic!()
         };
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
@@ -969,7 +1075,7 @@ mod tests {
             (a.clone(), Bytes::from_static(b"A")),
             (b.clone(), Bytes::from_static(b"B")),
         ];
-        let Answer::Wait(sa) = g.sync(&a, None, 1, (None, None), assignments, t1) else {
+        let Answer::Wait(sa) = g.sync(&a, None, 1, (None, None), assignments, None, t1) else {
             panic!()
         };
         assert_eq!(sa.try_recv().unwrap().assignment, Bytes::from_static(b"A"));
@@ -997,7 +1103,7 @@ mod tests {
             g.heartbeat(&a, None, 1, t1),
             Err(BrokerError::RebalanceInProgress)
         );
-        let ja = now_of(g.join(req(&a, None), t1));
+        let ja = now_of(g.join(req(&a, None), None, t1));
         assert_eq!((ja.error, ja.generation, ja.members.len()), (None, 2, 1));
     }
 
@@ -1008,7 +1114,7 @@ mod tests {
         let (a, _) = join_new(&mut g, t0);
         let t1 = t0 + INITIAL_REBALANCE_DELAY;
         g.tick(t1);
-        let _ = g.sync(&a, None, 1, (None, None), vec![], t1);
+        let _ = g.sync(&a, None, 1, (None, None), vec![], None, t1);
         assert_eq!(g.state, GroupState::Stable);
         g.tick(t1 + Duration::from_secs(9));
         assert_eq!(g.members.len(), 1);
@@ -1027,7 +1133,7 @@ mod tests {
     fn static_member_rejoins_stable_group_without_rebalance() {
         let t0 = Instant::now();
         let mut g = Group::new("g", 0);
-        let _first = g.join(req("", Some("i1")), t0);
+        let _first = g.join(req("", Some("i1")), None, t0);
         let (b, _) = join_new(&mut g, t0);
         let t1 = t0 + INITIAL_REBALANCE_DELAY;
         g.tick(t1);
@@ -1036,18 +1142,25 @@ mod tests {
             (a.clone(), Bytes::from_static(b"A")),
             (b.clone(), Bytes::from_static(b"B")),
         ];
-        let _ = g.sync(&b, None, 1, (None, None), vec![], t1);
-        let _ = g.sync(&a, Some("i1"), 1, (None, None), assignments, t1);
+        let _ = g.sync(&b, None, 1, (None, None), vec![], None, t1);
+        let _ = g.sync(&a, Some("i1"), 1, (None, None), assignments, None, t1);
         assert_eq!(g.state, GroupState::Stable);
 
-        let back = now_of(g.join(req("", Some("i1")), t1));
+        let back = now_of(g.join(req("", Some("i1")), None, t1));
         assert_eq!(back.error, None);
         assert_eq!(back.generation, 1, "no new generation");
         assert_ne!(back.member_id, a);
         assert_eq!(back.leader, a, "the old leader id: no assignment to run");
         assert_eq!(g.state, GroupState::Stable);
-        let Answer::Now(s) = g.sync(&back.member_id, Some("i1"), 1, (None, None), vec![], t1)
-        else {
+        let Answer::Now(s) = g.sync(
+            &back.member_id,
+            Some("i1"),
+            1,
+            (None, None),
+            vec![],
+            None,
+            t1,
+        ) else {
             panic!()
         };
         assert_eq!(s.assignment, Bytes::from_static(b"A"));
@@ -1071,14 +1184,14 @@ mod tests {
                 .collect();
             r
         };
-        let _a = g.join(with(&["range", "roundrobin", "sticky"]), t0);
-        let _b = g.join(with(&["roundrobin", "range"]), t0);
-        let _c = g.join(with(&["roundrobin", "range"]), t0);
+        let _a = g.join(with(&["range", "roundrobin", "sticky"]), None, t0);
+        let _b = g.join(with(&["roundrobin", "range"]), None, t0);
+        let _c = g.join(with(&["roundrobin", "range"]), None, t0);
         g.tick(t0 + INITIAL_REBALANCE_DELAY);
         assert_eq!(g.generation, 1);
         assert_eq!(g.protocol_name.as_deref(), Some("roundrobin"));
         // "sticky" is not supported by everyone: a member offering only it is refused.
-        let r = g.join(with(&["sticky"]), t0);
+        let r = g.join(with(&["sticky"]), None, t0);
         let Answer::Now(r) = r else { panic!() };
         assert_eq!(r.error, Some(BrokerError::InconsistentGroupProtocol));
     }
@@ -1091,7 +1204,7 @@ mod tests {
         let mut other = req("", None);
         other.protocols = vec![("roundrobin".into(), Bytes::new())];
         assert_eq!(
-            now_of(g.join(other, t0)).error,
+            now_of(g.join(other, None, t0)).error,
             Some(BrokerError::InconsistentGroupProtocol)
         );
     }

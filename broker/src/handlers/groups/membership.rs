@@ -2,6 +2,7 @@
 //! LeaveGroup. The state machine is `crate::groups::state`; its calls run on
 //! the coordinator shard through `GroupService`.
 
+use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
 use sluice_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use sluice_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -157,7 +158,9 @@ pub async fn join_group(ctx: &RequestContext, request: JoinGroupRequest) -> Join
         protocols: request
             .protocols
             .iter()
-            .map(|p| (text(&p.name), p.metadata.clone()))
+            // Copied: the group keeps it, and a slice would keep the whole
+            // request buffer alive with it.
+            .map(|p| (text(&p.name), Bytes::copy_from_slice(&p.metadata)))
             .collect(),
         require_known_member_id: version >= 4,
     };
@@ -190,7 +193,7 @@ pub async fn sync_group(ctx: &RequestContext, request: SyncGroupRequest) -> Sync
                 request
                     .assignments
                     .into_iter()
-                    .map(|a| (text(&a.member_id), a.assignment))
+                    .map(|a| (text(&a.member_id), Bytes::copy_from_slice(&a.assignment)))
                     .collect(),
             )
             .await
