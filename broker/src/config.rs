@@ -68,6 +68,24 @@ pub struct ServeArgs {
     /// COORDINATOR_NOT_AVAILABLE and are retried.
     #[arg(long, default_value_t = 10_000)]
     pub group_max_size: usize,
+    /// How long a topic keeps a batch unless its `retention.ms` says
+    /// otherwise (Kafka's log.retention.ms); -1: for ever.
+    #[arg(long, default_value_t = 604_800_000, allow_negative_numbers = true)]
+    pub log_retention_ms: i64,
+    /// How many bytes a partition keeps unless its topic's
+    /// `retention.bytes` says otherwise (Kafka's log.retention.bytes);
+    /// -1: no limit.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub log_retention_bytes: i64,
+    /// How often retention is applied (Kafka's
+    /// log.retention.check.interval.ms).
+    #[arg(long, default_value_t = 300_000)]
+    pub log_retention_check_interval_ms: u64,
+    /// How often each shard looks for WAL segments to reclaim: deleted
+    /// when nothing in them is live, cleaned (live frames copied forward)
+    /// when the WAL is larger than 1.5 x its live bytes + 2 segments.
+    #[arg(long, default_value_t = 1_000)]
+    pub log_cleaner_interval_ms: u64,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,

@@ -37,6 +37,9 @@ pub enum LiveFrame {
     Stored {
         /// Where it is now.
         position: u64,
+        /// The frame type of the copy (replay must know a copy is older
+        /// than the frames before it).
+        copy_as: u8,
     },
     /// A fresh frame stating the current value of what older frames held
     /// (a group's offsets: copying an old commit frame would bring back
@@ -176,7 +179,10 @@ mod tests {
             self.1
                 .iter()
                 .filter(|p| **p < position)
-                .map(|&position| LiveFrame::Stored { position })
+                .map(|&position| LiveFrame::Stored {
+                    position,
+                    copy_as: 2,
+                })
                 .collect()
         }
         fn relocated(&mut self, _: u8, _: &[u8], _: u64) {}

@@ -10,7 +10,9 @@ use sluice_wal_core::{scan, RecoveryMode};
 
 use crate::groups::records::{GroupRecord, GROUP_RECORD};
 use crate::layout;
-use crate::log::frame::{parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH};
+use crate::log::frame::{
+    parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH, RELOCATED_BATCH,
+};
 use crate::log::PartitionKey;
 
 /// Inspects a WAL directory, or every shard's WAL under a data directory.
@@ -60,7 +62,10 @@ async fn inspect_one(
     let mut partitions: BTreeMap<PartitionKey, Range> = BTreeMap::new();
     let mut unparsed = 0u64;
     let report = scan(dir, RecoveryMode::SkipCorruption, |f| {
-        let batch = (f.frame_type == RECORD_BATCH.id)
+        // A relocated batch is a copy the cleaner wrote forward: older
+        // than the frames before it.
+        let relocated = f.frame_type == RELOCATED_BATCH.id;
+        let batch = (f.frame_type == RECORD_BATCH.id || relocated)
             .then(|| parse_batch_frame(f.payload))
             .flatten()
             .and_then(|(key, bytes)| Some((key, RecordBatch::parse(bytes).ok()?)));
@@ -72,12 +77,14 @@ async fn inspect_one(
                 });
                 r.batches += 1;
                 r.records += i64::from(b.record_count());
-                r.last = b.last_offset();
+                r.first = r.first.min(b.base_offset());
+                r.last = r.last.max(b.last_offset());
                 if list_frames {
                     println!(
-                        "  frame @{} type {} len {} topic {} partition {} offsets {}..={} records {}",
+                        "  frame @{} type {}{} len {} topic {} partition {} offsets {}..={} records {}",
                         f.position,
                         f.frame_type,
+                        if relocated { " (relocated)" } else { "" },
                         f.payload.len(),
                         topic_name(names, &key.topic_id),
                         key.partition,

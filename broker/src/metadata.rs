@@ -151,6 +151,13 @@ pub fn invalid_config(key: &str, value: &str) -> Option<String> {
     if key == "message.timestamp.type" && value != "CreateTime" && value != "LogAppendTime" {
         return Some("message.timestamp.type must be CreateTime or LogAppendTime".into());
     }
+    if (key == "retention.ms" || key == "retention.bytes")
+        && !value.parse::<i64>().is_ok_and(|v| v >= -1)
+    {
+        return Some(format!(
+            "{key} must be a whole number of at least -1 (no limit)"
+        ));
+    }
     None
 }
 

@@ -66,6 +66,7 @@ pub async fn recover(
         seconds = report.seconds,
         "WAL recovered"
     );
+    log.finish_replay();
     log.log_replay(metadata);
     if !log.gaps.is_empty() {
         if !args.skip_corruption {

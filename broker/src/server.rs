@@ -16,6 +16,8 @@ use crate::groups::service::GroupLimits;
 use crate::groups::GroupService;
 use crate::layout::{self, CLUSTER_FILE};
 use crate::lifecycle::Lifecycle;
+use crate::log::cleaner::WalUser;
+use crate::log::retention::Retention;
 use crate::log::Log;
 use crate::metadata::{self, Metadata};
 use crate::shard::{Job, Shard};
@@ -138,6 +140,9 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
 /// shard takes calls as fast as they come, each into a task of its own, so
 /// the bound only limits what sits in the queue).
 const CALL_QUEUE: usize = 4096;
+/// Segments one cleaner pass may copy forward, so a pass does a bounded
+/// amount of I/O beside the produce traffic.
+const MAX_CLEANED_PER_PASS: usize = 4;
 
 /// What one shard starts from.
 struct ShardStart {
@@ -188,6 +193,7 @@ async fn run_shard(
     ));
     shard.groups().start(id.index(), lifecycle.clone());
     glommio::spawn_local(expire_producers(shard.clone())).detach();
+    glommio::spawn_local(maintain_log(shard.clone())).detach();
     shard.apply_metadata(metadata);
 
     let runner = shard.clone();
@@ -304,6 +310,39 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
             .log()
             .inject_wal_failure("fail point: fdatasync failed"),
         FailPoint::DirSyncFail { .. } => crash::fail_dir_syncs(),
+    }
+}
+
+/// Applies retention every `--log-retention-check-interval-ms` and
+/// reclaims WAL space every `--log-cleaner-interval-ms`. A failed WAL stops
+/// the process elsewhere; anything else is logged and tried again later.
+async fn maintain_log(shard: Rc<Shard>) {
+    let config = shard.config();
+    let every = Duration::from_millis(config.log_cleaner_interval_ms.max(10));
+    let retention_every = Duration::from_millis(config.log_retention_check_interval_ms.max(10));
+    let defaults = Retention::defaults(config);
+    let lifecycle = shard.lifecycle();
+    let stop = lifecycle.shutdown.generation();
+    let mut retention_due = std::time::Instant::now() + retention_every;
+    loop {
+        if lifecycle.sleep_or_shutdown(every, stop).await {
+            return;
+        }
+        if std::time::Instant::now() >= retention_due {
+            retention_due = std::time::Instant::now() + retention_every;
+            let metadata = shard.metadata();
+            if let Err(e) = shard
+                .log()
+                .enforce_retention(&metadata, defaults, crate::util::now_ms())
+                .await
+            {
+                tracing::error!(shard = shard.id().index(), error = %e, "retention failed");
+            }
+        }
+        let groups: &dyn WalUser = shard.groups().as_ref();
+        if let Err(e) = shard.log().reclaim(&[groups], MAX_CLEANED_PER_PASS).await {
+            tracing::error!(shard = shard.id().index(), error = %e, "reclaiming WAL space failed");
+        }
     }
 }
 

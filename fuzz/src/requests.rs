@@ -13,6 +13,9 @@ use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
@@ -117,6 +120,7 @@ fn build_once(
         ApiKey::CreatePartitions => encode(&create_partitions(cx, k), v),
         ApiKey::DescribeConfigs => encode(&describe_configs(cx, v, k), v),
         ApiKey::DescribeCluster => encode(&describe_cluster(v, k), v),
+        ApiKey::DeleteRecords => encode(&delete_records(cx, k), v),
         ApiKey::InitProducerId => encode(&init_producer_id(cx, v, k), v),
         ApiKey::FindCoordinator => encode(&find_coordinator(v, k), v),
         ApiKey::JoinGroup => {
@@ -394,6 +398,36 @@ fn fetch(cx: &Context, v: i16, k: &mut Knobs) -> FetchRequest {
     if v >= 11 {
         r.rack_id = k.string("rack_id", "");
     }
+    r
+}
+
+fn delete_records(cx: &Context, k: &mut Knobs) -> DeleteRecordsRequest {
+    let n = k.rng().below(2) as usize + 1;
+    let n = k.count("topics", n);
+    let topics = (0..n)
+        .map(|_| {
+            let t = topic(cx, k);
+            let mut dt = DeleteRecordsTopic::default();
+            dt.name = k.topic("topic", &t.name);
+            let np = k.rng().below(3) as usize + 1;
+            let np = k.count("partitions", np);
+            let parts = (0..np)
+                .map(|_| {
+                    let mut dp = DeleteRecordsPartition::default();
+                    dp.partition_index = partition(k);
+                    // The high watermark, the start, a little, or past the end.
+                    let offset = *k.rng().pick(&[-1, 0, 1, 3, 1 << 40]);
+                    dp.offset = k.i64("offset", offset);
+                    dp
+                })
+                .collect();
+            dt.partitions = k.dup("partitions", parts);
+            dt
+        })
+        .collect();
+    let mut r = DeleteRecordsRequest::default();
+    r.topics = k.dup("topics", topics);
+    r.timeout_ms = k.i32("timeout_ms", 1_000);
     r
 }
 

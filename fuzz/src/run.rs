@@ -602,6 +602,7 @@ fn check_response(api: ApiKey, version: i16, frame: Vec<u8>) -> Result<(), Strin
         CreatePartitions => CreatePartitionsResponse,
         DescribeConfigs => DescribeConfigsResponse,
         DescribeCluster => DescribeClusterResponse,
+        DeleteRecords => DeleteRecordsResponse,
         InitProducerId => InitProducerIdResponse,
         FindCoordinator => FindCoordinatorResponse,
         JoinGroup => JoinGroupResponse,

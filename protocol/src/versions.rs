@@ -11,11 +11,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 use kafka_protocol::ResponseError;
@@ -132,6 +132,8 @@ supported_apis! {
     DescribeConfigs(DescribeConfigsRequest) from 0,
     /// Admin: cluster id, controller and brokers.
     DescribeCluster(DescribeClusterRequest) from 0,
+    /// Admin: move partitions' log starts (delete records below an offset).
+    DeleteRecords(DeleteRecordsRequest) from 0,
     /// Idempotent producers: a producer id and epoch (no transactions).
     InitProducerId(InitProducerIdRequest) from 0,
     /// Groups: which broker coordinates a group (always this one).

@@ -531,6 +531,42 @@ pub fn delete_topic(broker: &Broker, name: &str) {
     );
 }
 
+/// DeleteRecords through the admin client: every record of `topic`'s
+/// `partition` below `offset` (`Offset::End`: all). Returns the new low
+/// watermark, or the error the broker answered for the partition.
+pub fn delete_records(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+) -> Result<i64, rdkafka::error::KafkaError> {
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, partition, offset)
+        .expect("add partition");
+    let admin = admin(broker);
+    let call = admin.delete_records(&offsets, &admin_options());
+    let result = block_on(async { tokio::time::timeout(Duration::from_secs(20), call).await })
+        .unwrap_or_else(|_| panic!("DeleteRecords {topic}/{partition} timed out"))?;
+    let element = result
+        .find_partition(topic, partition)
+        .unwrap_or_else(|| panic!("DeleteRecords answered without {topic}/{partition}"));
+    element.error()?;
+    match element.offset() {
+        Offset::Offset(low) => Ok(low),
+        other => panic!("DeleteRecords answered low watermark {other:?}"),
+    }
+}
+
+/// Bytes of every WAL segment below the data directory.
+pub fn wal_bytes(dir: &DataDir) -> u64 {
+    dir.wal_segments()
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// CreatePartitions (to `total`) through the admin client.
 pub fn create_partitions(broker: &Broker, name: &str, total: usize) {
     admin_result(

@@ -14,7 +14,8 @@
 //! [`pipelining`] (in-order responses, acks=0), [`limits`] (memory budgets:
 //! fetch byte limits, connections, hostile load), [`metadata`] (topic
 //! changes survive crashes), [`crash_only`] (a panic or a failed WAL ends
-//! the process; restarts right after `kill -9`), [`disk_full`], [`fuzz`]
+//! the process; restarts right after `kill -9`), [`disk_full`],
+//! [`retention`] (retention, DeleteRecords, the WAL cleaner), [`fuzz`]
 //! (the request fuzzer, every API and version) and
 //! [`loss_modes`] (one test per known way brokers like this lose data,
 //! DESIGN.md).
@@ -37,4 +38,5 @@ mod limits;
 mod loss_modes;
 mod metadata;
 mod pipelining;
+mod retention;
 mod shards;

@@ -435,9 +435,39 @@ impl Wal {
         self.inner.st.borrow().durable
     }
 
+    /// The base position of every segment, oldest first (the last is the
+    /// one appends go to, or will once it is created).
+    pub fn segments(&self) -> Vec<u64> {
+        let st = self.inner.st.borrow();
+        let mut bases: Vec<u64> = st.segments.keys().copied().collect();
+        if bases.last() != Some(&st.append_segment) {
+            bases.push(st.append_segment);
+        }
+        bases
+    }
+
+    /// Bytes the segments take on disk (they are not preallocated).
+    pub fn disk_bytes(&self) -> u64 {
+        let st = self.inner.st.borrow();
+        let first = st
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(st.append_segment);
+        st.next_pos - first
+    }
+
+    /// The segment size segments roll at.
+    pub fn segment_size(&self) -> u64 {
+        self.inner.opts.segment_size
+    }
+
     /// Removes every whole segment that lies entirely below `position`
-    /// (retention). The segment being written is never removed. Returns the
-    /// number of segments removed.
+    /// (retention), oldest first, syncing the directory after each, so a
+    /// crash or power cut can only leave a shorter prefix removed, never a
+    /// hole (which recovery reports as a missing segment). The segment
+    /// being written is never removed. Returns the number removed.
     pub async fn delete_segments_below(&self, position: u64) -> Result<usize> {
         let doomed: Vec<u64> = {
             let st = self.inner.st.borrow();
@@ -453,10 +483,8 @@ impl Wal {
             std::fs::remove_file(&path)
                 .map_err(|e| WalError::io(format!("removing {}", path.display()), e))?;
             self.inner.st.borrow_mut().segments.remove(base);
-            tracing::info!(segment = %path.display(), "removed segment below retention position");
-        }
-        if !doomed.is_empty() {
             sync_dir(&self.inner.dir).await?;
+            tracing::info!(segment = %path.display(), "removed a segment nothing needs");
         }
         Ok(doomed.len())
     }

@@ -118,6 +118,14 @@ pub struct GroupService {
     limits: GroupLimits,
 }
 
+impl crate::log::cleaner::WalUser for GroupService {
+    fn frames(&self) -> std::cell::RefMut<'_, dyn crate::frames::FrameOwner> {
+        std::cell::RefMut::map(self.coordinator.borrow_mut(), |c| {
+            c as &mut dyn crate::frames::FrameOwner
+        })
+    }
+}
+
 /// Why a join or an assignment was refused for memory.
 const GROUP_MEMORY_FULL: &str = "the coordinator's memory for group members is full";
 

@@ -9,6 +9,7 @@
 //! [`RequestContext`], and a line in [`handle`].
 
 pub mod admin;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -49,6 +50,7 @@ pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
         Request::CreatePartitions(r) => encode(header, &admin::create_partitions(ctx, r).await),
         Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(ctx, r)),
         Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(ctx, r)),
+        Request::DeleteRecords(r) => encode(header, &delete_records::handle(ctx, r).await),
         Request::InitProducerId(r) => encode(header, &producer_id::handle(ctx, r).await),
         Request::FindCoordinator(r) => {
             encode(header, &groups::membership::find_coordinator(ctx, r))

@@ -4,6 +4,12 @@
 //! | --- | --- |
 //! | 2 record batch | topic id (16 bytes), partition (i32, big-endian), then the batch exactly as served to consumers |
 //! | 4 log start | topic id (16), partition (i32), the partition's new log start offset (i64) |
+//! | 5 relocated batch | as a record batch: a batch the cleaner copied forward from an older segment |
+//!
+//! A record batch is always newer than every frame before it, so replay
+//! appends it; a relocated batch is older than frames before it, so replay
+//! puts it in its place by offset (and it replaces its original, if that
+//! is still there).
 
 use crate::frames::FrameType;
 
@@ -18,6 +24,11 @@ pub const RECORD_BATCH: FrameType = FrameType {
 pub const LOG_START: FrameType = FrameType {
     id: 4,
     name: "log start",
+};
+/// A record batch copied forward by the cleaner (same payload).
+pub const RELOCATED_BATCH: FrameType = FrameType {
+    id: 5,
+    name: "relocated batch",
 };
 /// Bytes before the batch in a record-batch frame.
 pub const BATCH_FRAME_HEADER: usize = 20;

@@ -13,10 +13,12 @@
 //! to the WAL, so WAL order and offset order agree; the high watermark moves
 //! only once the WAL says the batch (and everything before it) is durable.
 
+pub mod cleaner;
 mod fetch_buffer;
 pub mod frame;
 mod partition;
 pub mod producers;
+pub mod retention;
 pub mod state;
 
 use std::cell::RefCell;
@@ -130,9 +132,9 @@ fn unknown_partition() -> BrokerError {
 }
 
 impl Log {
-    /// The log around an opened WAL and the state its replay rebuilt.
-    pub fn new(wal: Wal, mut state: LogState, fetch_buffer_bytes: usize) -> Log {
-        state.finish_replay();
+    /// The log around an opened WAL and the state its replay rebuilt
+    /// (after [`LogState::finish_replay`]).
+    pub fn new(wal: Wal, state: LogState, fetch_buffer_bytes: usize) -> Log {
         Log {
             shard: state.shard,
             wal,
@@ -424,31 +426,43 @@ impl Log {
         key: &PartitionKey,
         offset: i64,
     ) -> Result<i64, BrokerError> {
-        let durable = {
-            let mut state = self.state.borrow_mut();
-            let p = state
-                .partitions
-                .get_mut(key)
-                .ok_or_else(unknown_partition)?;
-            if offset > p.high_watermark {
-                return Err(BrokerError::OffsetOutOfRange {
-                    offset,
-                    log_start: p.log_start,
-                    high_watermark: p.high_watermark,
-                });
-            }
-            if offset <= p.log_start {
-                return Ok(p.log_start);
-            }
-            let appended = self
-                .wal
-                .submit(LOG_START.id, &[&encode_log_start(key, offset)])?;
-            p.trim(offset);
-            p.log_start_position = Some(appended.position);
-            appended.durable
-        };
-        durable.await?;
-        Ok(offset)
+        match self.submit_log_start(key, offset)? {
+            Some(durable) => durable.await?,
+            // Nothing to move; what it is may not be durable yet.
+            None => self.wal.sync().await?,
+        }
+        Ok(self.offsets(key)?.log_start)
+    }
+
+    /// Hands the log-start frame of `key` at `offset` to the WAL and
+    /// trims the index at once (readers below it get OFFSET_OUT_OF_RANGE);
+    /// `None` when the log start is there already.
+    fn submit_log_start(
+        &self,
+        key: &PartitionKey,
+        offset: i64,
+    ) -> Result<Option<Durable>, BrokerError> {
+        let mut state = self.state.borrow_mut();
+        let p = state
+            .partitions
+            .get_mut(key)
+            .ok_or_else(unknown_partition)?;
+        if offset > p.high_watermark || offset < 0 {
+            return Err(BrokerError::OffsetOutOfRange {
+                offset,
+                log_start: p.log_start,
+                high_watermark: p.high_watermark,
+            });
+        }
+        if offset <= p.log_start {
+            return Ok(None);
+        }
+        let appended = self
+            .wal
+            .submit(LOG_START.id, &[&encode_log_start(key, offset)])?;
+        p.trim(offset);
+        p.log_start_position = Some(appended.position);
+        Ok(Some(appended.durable))
     }
 
     /// Hands a frame of another WAL user (groups) to the WAL; await the
@@ -524,8 +538,39 @@ impl Log {
         key: &PartitionKey,
         entry: &BatchEntry,
     ) -> Result<Bytes, BrokerError> {
-        let position = entry.position;
-        let frame = self.wal.read(position).await?;
+        let mut position = entry.position;
+        let frame = match self.wal.read(position).await {
+            Ok(frame) => frame,
+            // The cleaner may have copied the batch forward and deleted
+            // its segment since the index was read: read it where it is
+            // now, or say it is gone if retention took it meanwhile.
+            Err(e) => {
+                let now = {
+                    let state = self.state.borrow();
+                    let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
+                    let at = p.batch_at(entry.base_offset);
+                    match p
+                        .index
+                        .get(at)
+                        .filter(|b| b.base_offset == entry.base_offset)
+                    {
+                        Some(b) => b.position,
+                        None => {
+                            return Err(BrokerError::OffsetOutOfRange {
+                                offset: entry.base_offset,
+                                log_start: p.log_start,
+                                high_watermark: p.high_watermark,
+                            })
+                        }
+                    }
+                };
+                if now == position {
+                    return Err(e.into());
+                }
+                position = now;
+                self.wal.read(position).await?
+            }
+        };
         let (stored_key, batch) = parse_batch_frame(frame.payload()).ok_or_else(|| {
             BrokerError::Storage(format!("WAL position {position} is not a batch"))
         })?;

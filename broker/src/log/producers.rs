@@ -172,6 +172,46 @@ impl ProducerStates {
         entry.last_seen = now;
     }
 
+    /// Replay: remembers a stored batch met in WAL order, which is not
+    /// offset order once the cleaner has copied batches forward: a batch
+    /// older than the newest remembered one of its producer takes its place
+    /// among the last [`CACHED_BATCHES`] (same epoch) or is ignored.
+    pub fn record_replayed(
+        &mut self,
+        key: PartitionKey,
+        b: &ProducerBatch,
+        base_offset: i64,
+        now: Instant,
+    ) {
+        let Some(entry) = self.entries.get_mut(&(b.pid, key)) else {
+            return self.record(key, b, base_offset, now);
+        };
+        if entry
+            .batches
+            .back()
+            .is_none_or(|l| l.base_offset < base_offset)
+        {
+            return self.record(key, b, base_offset, now);
+        }
+        if b.epoch != entry.epoch || entry.batches.iter().any(|x| x.base_offset == base_offset) {
+            return;
+        }
+        let at = entry
+            .batches
+            .partition_point(|x| x.base_offset < base_offset);
+        entry.batches.insert(
+            at,
+            Batch {
+                first_seq: b.first_seq,
+                last_seq: b.last_seq,
+                base_offset,
+            },
+        );
+        if entry.batches.len() > CACHED_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+
     /// Forgets producers idle for longer than `max_idle`; returns how many.
     pub fn expire(&mut self, now: Instant, max_idle: Duration) -> usize {
         let before = self.entries.len();
@@ -214,6 +254,26 @@ mod tests {
             first_seq,
             last_seq,
         }
+    }
+
+    /// Replay meets a relocated (older) batch after newer ones: it takes
+    /// its place among the remembered batches instead of becoming the
+    /// last, so the next sequence is still expected after the newest.
+    #[test]
+    fn replayed_batches_out_of_order_keep_the_newest_last() {
+        let now = Instant::now();
+        let mut s = ProducerStates::default();
+        s.record_replayed(K, &pb(1, 0, 5, 9), 5, now);
+        s.record_replayed(K, &pb(1, 0, 10, 14), 10, now);
+        s.record_replayed(K, &pb(1, 0, 0, 4), 0, now);
+        assert_eq!(s.check(K, &pb(1, 0, 15, 15)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            s.check(K, &pb(1, 0, 0, 4)),
+            Ok(SequenceCheck::Duplicate { base_offset: 0 })
+        );
+        // A copy of a batch already remembered changes nothing.
+        s.record_replayed(K, &pb(1, 0, 5, 9), 5, now);
+        assert_eq!(s.check(K, &pb(1, 0, 15, 15)), Ok(SequenceCheck::Append));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::time::Instant;
 use sluice_protocol::record_batch::RecordBatch;
 use sluice_wal_core::RecoveredFrame;
 
-use super::frame::{encode_log_start, parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH};
+use super::frame::{
+    encode_log_start, parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH, RELOCATED_BATCH,
+};
 use super::partition::{BatchEntry, Partition, PartitionKey};
 use super::producers::{ProducerBatch, ProducerStates};
 use crate::frames::{FrameOwner, FrameType, LiveFrame};
@@ -53,14 +55,31 @@ impl LogState {
         metadata.owner(key) == Some(self.shard)
     }
 
-    /// Ends a replay: everything replayed was durable, so it is visible.
+    /// Ends a replay: puts each partition's batches in offset order,
+    /// applies its log start, and makes everything visible (everything
+    /// replayed was durable). Offsets missing between a partition's log
+    /// start and its end go to `gaps`.
     pub fn finish_replay(&mut self) {
-        for p in self.partitions.values_mut() {
-            p.high_watermark = p.log_end;
+        for (key, p) in &mut self.partitions {
+            for (first, last, position) in p.finish_replay() {
+                let gap = format!(
+                    "partition {} of topic id {}: offsets {first}..{last} missing before the batch at WAL position {position}",
+                    key.partition,
+                    crate::metadata::hex(&key.topic_id),
+                );
+                tracing::error!(gap, "offset gap in the log");
+                self.gaps.push(gap);
+            }
         }
     }
 
-    fn replay_batch(&mut self, position: u64, payload: &[u8], metadata: &Metadata) {
+    fn replay_batch(
+        &mut self,
+        position: u64,
+        payload: &[u8],
+        metadata: &Metadata,
+        relocated: bool,
+    ) {
         let Some((key, batch)) = parse_batch_frame(payload) else {
             self.skipped_invalid += 1;
             tracing::warn!(position, "short record-batch frame skipped");
@@ -79,7 +98,9 @@ impl LogState {
             }
         };
         let partition = self.partitions.entry(key).or_default();
-        if batch.base_offset() < partition.log_end {
+        // A record batch is newer than everything before it; only a
+        // relocated one may go back.
+        if !relocated && batch.base_offset() < partition.log_end {
             self.skipped_invalid += 1;
             tracing::error!(
                 position,
@@ -89,21 +110,7 @@ impl LogState {
             );
             return;
         }
-        let fresh = partition.index.is_empty() && partition.log_start_position.is_none();
-        if fresh {
-            partition.log_start = batch.base_offset();
-        } else if batch.base_offset() > partition.log_end {
-            let gap = format!(
-                "partition {} of topic id {}: offsets {}..{} missing before the batch at WAL position {position}",
-                key.partition,
-                crate::metadata::hex(&key.topic_id),
-                partition.log_end,
-                batch.base_offset() - 1,
-            );
-            tracing::error!(gap, "offset gap in the log");
-            self.gaps.push(gap);
-        }
-        partition.push(BatchEntry {
+        partition.replay_batch(BatchEntry {
             base_offset: batch.base_offset(),
             last_offset: batch.last_offset(),
             position,
@@ -112,7 +119,7 @@ impl LogState {
         });
         if let Some(pb) = ProducerBatch::of(&batch) {
             self.producers
-                .record(key, &pb, batch.base_offset(), Instant::now());
+                .record_replayed(key, &pb, batch.base_offset(), Instant::now());
         }
     }
 
@@ -127,8 +134,7 @@ impl LogState {
             return;
         }
         let partition = self.partitions.entry(key).or_default();
-        partition.trim(log_start);
-        partition.log_start_position = Some(position);
+        partition.replay_log_start(log_start, position);
     }
 
     /// Logs what was recovered in total, and per partition at debug level
@@ -166,14 +172,15 @@ impl LogState {
 
 impl FrameOwner for LogState {
     fn frame_types(&self) -> &'static [FrameType] {
-        &[RECORD_BATCH, LOG_START]
+        &[RECORD_BATCH, LOG_START, RELOCATED_BATCH]
     }
 
     fn replay(&mut self, frame: &RecoveredFrame<'_>, metadata: &Metadata) {
+        let relocated = frame.frame_type == RELOCATED_BATCH.id;
         if frame.frame_type == LOG_START.id {
             self.replay_log_start(frame.position, frame.payload, metadata);
         } else {
-            self.replay_batch(frame.position, frame.payload, metadata);
+            self.replay_batch(frame.position, frame.payload, metadata, relocated);
         }
     }
 
@@ -182,18 +189,12 @@ impl FrameOwner for LogState {
     fn lowest_needed_position(&self) -> Option<u64> {
         self.partitions
             .values()
-            .flat_map(|p| {
-                p.index
-                    .first()
-                    .map(|b| b.position)
-                    .into_iter()
-                    .chain(p.log_start_position)
-            })
+            .flat_map(|p| p.lowest_position().into_iter().chain(p.log_start_position))
             .min()
     }
 
-    /// Batches below `position` are copied as stored; a log start set by a
-    /// frame below it is stated again.
+    /// Batches below `position` are copied as stored (as relocated
+    /// batches); a log start set by a frame below it is stated again.
     fn live_below(&self, position: u64) -> Vec<LiveFrame> {
         let mut live = Vec::new();
         for (key, p) in &self.partitions {
@@ -203,14 +204,12 @@ impl FrameOwner for LogState {
                     payload: encode_log_start(key, p.log_start).to_vec(),
                 });
             }
-            live.extend(
-                p.index
-                    .iter()
-                    .take_while(|b| b.position < position)
-                    .map(|b| LiveFrame::Stored {
-                        position: b.position,
-                    }),
-            );
+            live.extend(p.index.iter().filter(|b| b.position < position).map(|b| {
+                LiveFrame::Stored {
+                    position: b.position,
+                    copy_as: RELOCATED_BATCH.id,
+                }
+            }));
         }
         live
     }
@@ -317,7 +316,13 @@ mod tests {
         assert_eq!((p.log_start, p.index.len()), (2, 1));
         assert_eq!(s.lowest_needed_position(), Some(4352));
         // Below 5000: the one batch still served. Below 9000: the log start too.
-        assert_eq!(s.live_below(5000), [LiveFrame::Stored { position: 4352 }]);
+        assert_eq!(
+            s.live_below(5000),
+            [LiveFrame::Stored {
+                position: 4352,
+                copy_as: RELOCATED_BATCH.id
+            }]
+        );
         let live = s.live_below(9000);
         assert_eq!(live.len(), 2);
         assert!(live.contains(&LiveFrame::Fresh {
@@ -344,12 +349,60 @@ mod tests {
         assert!(s.gaps.is_empty());
     }
 
+    /// The cleaner copied batches 0 and 1 forward (their originals' segment
+    /// is gone) after batches 2 and 3 were written, then copied batch 2
+    /// while its original was still there (a crash before the delete):
+    /// replay puts every batch in its place, once, at its newest position.
+    #[test]
+    fn relocated_batches_take_their_place_by_offset() {
+        let key = PartitionKey::new(TOPIC, 0);
+        let mut s = LogState::new(ShardId::new(0));
+        replay(&mut s, 8192, RECORD_BATCH.id, &batch_frame(0, 2));
+        replay(&mut s, 8320, RECORD_BATCH.id, &batch_frame(0, 3));
+        replay(&mut s, 12288, RELOCATED_BATCH.id, &batch_frame(0, 0));
+        replay(&mut s, 12416, RELOCATED_BATCH.id, &batch_frame(0, 1));
+        replay(&mut s, 12544, RELOCATED_BATCH.id, &batch_frame(0, 2));
+        // A record batch behind the log end is still refused.
+        replay(&mut s, 12672, RECORD_BATCH.id, &batch_frame(0, 1));
+        s.finish_replay();
+        assert!(s.gaps.is_empty(), "{:?}", s.gaps);
+        assert_eq!(s.skipped_invalid, 1);
+        let p = &s.partitions[&key];
+        assert_eq!((p.log_start, p.log_end, p.high_watermark), (0, 4, 4));
+        let at: Vec<(i64, u64)> = p
+            .index
+            .iter()
+            .map(|b| (b.base_offset, b.position))
+            .collect();
+        assert_eq!(at, [(0, 12288), (1, 12416), (2, 12544), (3, 8320)]);
+        assert_eq!(s.lowest_needed_position(), Some(8320));
+        assert_eq!(p.bytes, 4 * 61);
+    }
+
+    /// A log start stated before relocated copies of batches it trimmed:
+    /// the copies are dropped once replay is over.
+    #[test]
+    fn a_log_start_applies_to_batches_relocated_after_it() {
+        let key = PartitionKey::new(TOPIC, 0);
+        let mut s = LogState::new(ShardId::new(0));
+        replay(&mut s, 4096, LOG_START.id, &encode_log_start(&key, 1));
+        replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 2));
+        replay(&mut s, 8192, RELOCATED_BATCH.id, &batch_frame(0, 0));
+        replay(&mut s, 8320, RELOCATED_BATCH.id, &batch_frame(0, 1));
+        s.finish_replay();
+        assert!(s.gaps.is_empty(), "{:?}", s.gaps);
+        let p = &s.partitions[&key];
+        assert_eq!((p.log_start, p.log_end, p.index.len()), (1, 3, 2));
+        assert_eq!(p.index[0].position, 8320);
+    }
+
     #[test]
     fn an_offset_gap_in_replay_is_reported() {
         let mut s = LogState::new(ShardId::new(0));
         replay(&mut s, 4096, RECORD_BATCH.id, &batch_frame(0, 0));
         replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 1));
         replay(&mut s, 4352, RECORD_BATCH.id, &batch_frame(0, 5));
+        s.finish_replay();
         assert_eq!(s.gaps.len(), 1);
         assert!(s.gaps[0].contains("offsets 2..4 missing"), "{}", s.gaps[0]);
         assert!(s.gaps[0].contains("4352"), "{}", s.gaps[0]);
