@@ -70,6 +70,10 @@ pub struct Opts {
     /// Create the topic first (an existing topic is not an error).
     #[arg(long)]
     pub create: bool,
+    /// A config of the topic `--create` creates (`retention.bytes=-1`);
+    /// repeatable.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_configs: Vec<String>,
     /// Stop after this many messages (produce/e2e default: 1,000,000;
     /// consume default: everything below the high watermarks at start).
     #[arg(long, conflicts_with = "duration", value_name = "N")]

@@ -88,7 +88,13 @@ pub fn create_topic(o: &Opts) -> Result<()> {
         c.create_with_context(BenchContext)
             .map_err(|e| format!("cannot create admin client: {e}"))?
     };
-    let topic = NewTopic::new(&o.topic, o.partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(&o.topic, o.partitions, TopicReplication::Fixed(1));
+    for config in &o.topic_configs {
+        let (key, value) = config
+            .split_once('=')
+            .ok_or_else(|| format!("--topic-config {config}: not KEY=VALUE"))?;
+        topic = topic.set(key, value);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

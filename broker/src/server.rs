@@ -140,9 +140,9 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
 /// shard takes calls as fast as they come, each into a task of its own, so
 /// the bound only limits what sits in the queue).
 const CALL_QUEUE: usize = 4096;
-/// Segments one cleaner pass may copy forward, so a pass does a bounded
+/// Bytes one cleaner pass may copy forward, so a pass does a bounded
 /// amount of I/O beside the produce traffic.
-const MAX_CLEANED_PER_PASS: usize = 4;
+const MAX_COPIED_PER_PASS: u64 = 64 << 20;
 
 /// What one shard starts from.
 struct ShardStart {
@@ -340,7 +340,7 @@ async fn maintain_log(shard: Rc<Shard>) {
             }
         }
         let groups: &dyn WalUser = shard.groups().as_ref();
-        if let Err(e) = shard.log().reclaim(&[groups], MAX_CLEANED_PER_PASS).await {
+        if let Err(e) = shard.log().reclaim(&[groups], MAX_COPIED_PER_PASS).await {
             tracing::error!(shard = shard.id().index(), error = %e, "reclaiming WAL space failed");
         }
     }

@@ -480,9 +480,14 @@ impl Wal {
         };
         for base in &doomed {
             let path = self.inner.dir.join(segment_file_name(*base));
-            std::fs::remove_file(&path)
-                .map_err(|e| WalError::io(format!("removing {}", path.display()), e))?;
             self.inner.st.borrow_mut().segments.remove(base);
+            // Freeing a large file's blocks takes milliseconds: not on the
+            // shard's thread.
+            let unlinked = path.clone();
+            glommio::executor()
+                .spawn_blocking(move || std::fs::remove_file(unlinked))
+                .await
+                .map_err(|e| WalError::io(format!("removing {}", path.display()), e))?;
             sync_dir(&self.inner.dir).await?;
             tracing::info!(segment = %path.display(), "removed a segment nothing needs");
         }

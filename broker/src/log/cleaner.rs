@@ -9,7 +9,9 @@
 //!   the oldest segment is cleaned: its live frames are written again at
 //!   the head (a batch as a relocated batch, a group's offsets or a log
 //!   start stated afresh), the owners are told their new positions once
-//!   the copies are durable, and the segment is deleted.
+//!   the copies are durable, and the segment is deleted. A pass copies a
+//!   bounded number of bytes, so the cleaner's I/O stays a share of the
+//!   shard's.
 //!
 //! A crash at any moment loses nothing and duplicates nothing: the old
 //! segment goes only after its copies are durable, and replay keeps one
@@ -64,17 +66,19 @@ impl Log {
     }
 
     /// One pass: deletes what nothing needs, then cleans the oldest
-    /// segments while the WAL is over its bound (at most `max_cleaned`).
+    /// segments while the WAL is over its bound, until `max_copied` bytes
+    /// were copied (a mostly dead segment costs little to clean; a live
+    /// one costs its size).
     pub async fn reclaim(
         &self,
         others: &[&dyn WalUser],
-        max_cleaned: usize,
+        max_copied: u64,
     ) -> Result<Reclaimed, BrokerError> {
         let mut done = Reclaimed {
             segments_deleted: self.delete_unneeded(others).await?,
             ..Reclaimed::default()
         };
-        while done.segments_cleaned < max_cleaned && self.over_bound() {
+        while done.bytes_copied < max_copied && self.over_bound() {
             let segments = self.wal.segments();
             // The oldest segment, unless it is the one being written.
             let [_, next, ..] = segments[..] else {
@@ -83,6 +87,7 @@ impl Log {
             self.copy_forward(others, next, &mut done).await?;
             done.segments_cleaned += 1;
             done.segments_deleted += self.delete_unneeded(others).await?;
+            glommio::yield_if_needed().await;
         }
         if done != Reclaimed::default() {
             tracing::info!(
