@@ -85,12 +85,27 @@ pub const TOPIC_DEFAULTS: &[(&str, &str)] = &[
     ("file.delete.delay.ms", "60000"),
     ("flush.messages", "9223372036854775807"),
     ("flush.ms", "9223372036854775807"),
+    ("index.interval.bytes", "4096"),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
     ("max.message.bytes", "1048588"),
+    ("message.downconversion.enable", "true"),
+    ("message.format.version", "3.0-IV1"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.difference.max.ms", "9223372036854775807"),
     ("message.timestamp.type", "CreateTime"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
     ("min.insync.replicas", "1"),
+    ("preallocate", "false"),
+    ("remote.storage.enable", "false"),
     ("retention.bytes", "-1"),
     ("retention.ms", "604800000"),
     ("segment.bytes", "1073741824"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
     ("segment.ms", "604800000"),
     ("unclean.leader.election.enable", "false"),
 ];
@@ -136,17 +151,30 @@ pub fn invalid_topic_name(name: &str) -> Option<String> {
     None
 }
 
+/// Whether `key` is a topic config Kafka knows (and Sluice accepts).
+pub fn known_config(key: &str) -> bool {
+    TOPIC_DEFAULTS.iter().any(|(k, _)| *k == key)
+}
+
 /// Why a config override is refused, or `None`.
 pub fn invalid_config(key: &str, value: &str) -> Option<String> {
-    if !TOPIC_DEFAULTS.iter().any(|(k, _)| *k == key) {
+    if !known_config(key) {
         return Some(format!("unknown topic config '{key}'"));
     }
+    let list = key == "cleanup.policy";
     if value.is_empty()
         || value
             .chars()
-            .any(|c| c.is_whitespace() || c == ',' || c == '=')
+            .any(|c| c.is_whitespace() || (c == ',' && !list) || c == '=')
     {
         return Some(format!("config value '{value}' for '{key}' is not allowed"));
+    }
+    if list
+        && !value
+            .split(',')
+            .all(|policy| policy == "delete" || policy == "compact")
+    {
+        return Some("cleanup.policy is a list of delete and compact".into());
     }
     if key == "message.timestamp.type" && value != "CreateTime" && value != "LogAppendTime" {
         return Some("message.timestamp.type must be CreateTime or LogAppendTime".into());

@@ -121,6 +121,9 @@ fn build_once(
         ApiKey::DescribeConfigs => encode(&describe_configs(cx, v, k), v),
         ApiKey::DescribeCluster => encode(&describe_cluster(v, k), v),
         ApiKey::DeleteRecords => encode(&delete_records(cx, k), v),
+        ApiKey::AlterConfigs => encode(&alter_configs(cx, k), v),
+        ApiKey::IncrementalAlterConfigs => encode(&incremental_alter_configs(cx, k), v),
+        ApiKey::DescribeLogDirs => encode(&describe_log_dirs(cx, k), v),
         ApiKey::InitProducerId => encode(&init_producer_id(cx, v, k), v),
         ApiKey::FindCoordinator => encode(&find_coordinator(v, k), v),
         ApiKey::JoinGroup => {
@@ -606,6 +609,112 @@ fn describe_configs(cx: &Context, v: i16, k: &mut Knobs) -> DescribeConfigsReque
     if v >= 3 {
         r.include_documentation = k.bool("include_documentation", false);
     }
+    r
+}
+
+/// Topic configs and values the working topics can live with (the
+/// mutations supply the bad ones).
+const CONFIGS: &[(&str, &str)] = &[
+    ("retention.ms", "604800000"),
+    ("retention.bytes", "-1"),
+    ("cleanup.policy", "delete"),
+    ("max.message.bytes", "1048588"),
+    ("message.format.version", "3.0-IV1"),
+    ("message.timestamp.type", "CreateTime"),
+];
+
+/// A resource type (2: topic, 4: broker) and name.
+fn config_resource(cx: &Context, k: &mut Knobs) -> (i8, StrBytes) {
+    if k.rng().chance(4, 5) {
+        let name = topic(cx, k).name.clone();
+        (k.i8("resource_type", 2), k.string("resource_name", &name))
+    } else {
+        (k.i8("resource_type", 4), k.string("resource_name", "0"))
+    }
+}
+
+fn alter_configs(cx: &Context, k: &mut Knobs) -> AlterConfigsRequest {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let n = k.rng().below(2) as usize + 1;
+    let n = k.count("resources", n);
+    let resources = (0..n)
+        .map(|_| {
+            let (resource_type, resource_name) = config_resource(cx, k);
+            let nc = k.rng().below(3) as usize;
+            let nc = k.count("configs", nc);
+            let configs = (0..nc)
+                .map(|_| {
+                    let (name, value) = *k.rng().pick(CONFIGS);
+                    AlterableConfig::default()
+                        .with_name(k.string("name", name))
+                        .with_value(k.opt_string("value", Some(value)))
+                })
+                .collect();
+            AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(resource_name)
+                .with_configs(k.dup("configs", configs))
+        })
+        .collect();
+    AlterConfigsRequest::default()
+        .with_resources(k.dup("resources", resources))
+        .with_validate_only(k.bool("validate_only", false))
+}
+
+fn incremental_alter_configs(cx: &Context, k: &mut Knobs) -> IncrementalAlterConfigsRequest {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let n = k.rng().below(2) as usize + 1;
+    let n = k.count("resources", n);
+    let resources = (0..n)
+        .map(|_| {
+            let (resource_type, resource_name) = config_resource(cx, k);
+            let nc = k.rng().below(3) as usize;
+            let nc = k.count("configs", nc);
+            let configs = (0..nc)
+                .map(|_| {
+                    let (name, value) = *k.rng().pick(CONFIGS);
+                    // SET, DELETE, APPEND, SUBTRACT.
+                    let op = *k.rng().pick(&[0, 0, 1, 2, 3]);
+                    AlterableConfig::default()
+                        .with_name(k.string("name", name))
+                        .with_config_operation(k.i8("config_operation", op))
+                        .with_value(k.opt_string("value", Some(value)))
+                })
+                .collect();
+            AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(resource_name)
+                .with_configs(k.dup("configs", configs))
+        })
+        .collect();
+    IncrementalAlterConfigsRequest::default()
+        .with_resources(k.dup("resources", resources))
+        .with_validate_only(k.bool("validate_only", false))
+}
+
+fn describe_log_dirs(cx: &Context, k: &mut Knobs) -> DescribeLogDirsRequest {
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let mut r = DescribeLogDirsRequest::default();
+    if k.rng().chance(1, 3) {
+        return r;
+    }
+    let n = k.rng().below(2) as usize + 1;
+    let n = k.count("topics", n);
+    let topics = (0..n)
+        .map(|_| {
+            let t = topic(cx, k);
+            let name = k.topic("topic", &t.name);
+            let np = k.rng().below(3) as usize + 1;
+            let np = k.count("partitions", np);
+            let parts = (0..np).map(|_| partition(k)).collect();
+            DescribableLogDirTopic::default()
+                .with_topic(name)
+                .with_partitions(k.dup("partitions", parts))
+        })
+        .collect();
+    r.topics = Some(k.dup("topics", topics));
     r
 }
 

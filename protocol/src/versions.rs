@@ -10,12 +10,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 use kafka_protocol::ResponseError;
@@ -134,6 +135,12 @@ supported_apis! {
     DescribeCluster(DescribeClusterRequest) from 0,
     /// Admin: move partitions' log starts (delete records below an offset).
     DeleteRecords(DeleteRecordsRequest) from 0,
+    /// Admin: replace a topic's config overrides.
+    AlterConfigs(AlterConfigsRequest) from 0,
+    /// Admin: set, delete, append to and subtract from topic configs.
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest) from 0,
+    /// Admin: the log directory's space and each partition's size.
+    DescribeLogDirs(DescribeLogDirsRequest) from 1,
     /// Idempotent producers: a producer id and epoch (no transactions).
     InitProducerId(InitProducerIdRequest) from 0,
     /// Groups: which broker coordinates a group (always this one).

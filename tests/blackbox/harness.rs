@@ -558,6 +558,22 @@ pub fn delete_records(
     }
 }
 
+/// A topic config's value, through the admin client's DescribeConfigs.
+pub fn topic_config(broker: &Broker, topic: &str, key: &str) -> Option<String> {
+    let admin = admin(broker);
+    let resource = rdkafka::admin::ResourceSpecifier::Topic(topic);
+    let call = admin.describe_configs([&resource], &admin_options());
+    let results = block_on(async { tokio::time::timeout(Duration::from_secs(20), call).await })
+        .unwrap_or_else(|_| panic!("DescribeConfigs {topic} timed out"))
+        .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e}"));
+    let config = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .unwrap_or_else(|e| panic!("DescribeConfigs {topic}: {e:?}"));
+    config.get(key).and_then(|e| e.value.clone())
+}
+
 /// Bytes of every WAL segment below the data directory.
 pub fn wal_bytes(dir: &DataDir) -> u64 {
     dir.wal_segments()

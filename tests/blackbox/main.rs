@@ -27,6 +27,7 @@ mod harness;
 mod raw;
 mod verify;
 
+mod admin_clients;
 mod corrupt;
 mod crash_only;
 mod disk_full;

@@ -251,10 +251,10 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
     let (mut cleaned, mut copied) = (0, 0);
     for trial in 0..trials {
         let p = producer(&broker, &[("batch.size", "16384"), ("linger.ms", "2")]);
-        let base = trial * 10_000;
-        let long = produce_range(&p, "long", 2, LONG + base..LONG + base + 100, 200);
+        // Ids are unique per producer; the long topic's far above the short's.
+        let (base, long_base) = (trial * 10_000, 100_000_000_000 + trial * 10_000);
+        let long = produce_range(&p, "long", 2, long_base..long_base + 100, 200);
         produce_range(&p, "short", 2, base..base + 2_000, 1_000);
-        produced.extend(long);
         commit(
             &broker,
             "keeper",
@@ -268,7 +268,12 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         copied += logged_total(&log, "WAL space reclaimed", "frames_copied");
         p.purge();
         assert!(p.flush(Duration::from_secs(10)), "reports after purge");
-        acked.extend(p.acked().into_iter().filter(|(id, _)| *id >= LONG));
+        acked.extend(
+            p.acked()
+                .into_iter()
+                .filter(|(id, _)| long.contains_key(id)),
+        );
+        produced.extend(long);
         if let Err(e) = broker.try_restart() {
             panic!(
                 "trial {trial} (seed {seed}): no restart: {e:?}\n{}",

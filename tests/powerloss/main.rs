@@ -10,7 +10,8 @@
 //! mounted afresh on what survived, the broker restarts on it, and what it
 //! acknowledged must be there: [`produce`] cuts while a producer streams
 //! (messages), [`topics`] while topics are being created (metadata
-//! replaced by rename). Several cuts on the same data each, so later
+//! replaced by rename), [`cleaning`] while retention and the cleaner delete
+//! segments and copy live frames forward. Several cuts on the same data each, so later
 //! recoveries start from state that already lost its unsynced parts.
 //!
 //! Needs root and /dev/fuse (the file system mounts with mount(2) itself).
@@ -23,6 +24,7 @@ mod harness;
 #[path = "../blackbox/verify.rs"]
 mod verify;
 
+mod cleaning;
 mod produce;
 mod topics;
 

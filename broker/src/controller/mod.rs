@@ -218,6 +218,152 @@ pub async fn create_partitions(
     results
 }
 
+/// One change of a topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Set the override to this value.
+    Set(String),
+    /// Remove the override (back to the default).
+    Delete,
+    /// Add these entries to a list config.
+    Append(String),
+    /// Remove these entries from a list config.
+    Subtract(String),
+}
+
+/// Config changes of one topic.
+#[derive(Debug, Clone)]
+pub struct TopicConfigChanges {
+    /// The topic.
+    pub topic: String,
+    /// Start from no overrides (AlterConfigs) instead of the current ones
+    /// (IncrementalAlterConfigs).
+    pub replace: bool,
+    /// Changes in order.
+    pub changes: Vec<(String, ConfigChange)>,
+}
+
+/// Topic configs whose value is a comma-separated list (APPEND and
+/// SUBTRACT apply to them only).
+const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+
+/// The overrides `changes` leave on a topic that has `current`.
+fn changed_configs(
+    current: &BTreeMap<String, String>,
+    t: &TopicConfigChanges,
+) -> Result<BTreeMap<String, String>, BrokerError> {
+    let mut next = if t.replace {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
+    let invalid = |why: String| Err(BrokerError::InvalidConfig(why));
+    for (key, change) in &t.changes {
+        let list = LIST_CONFIGS.contains(&key.as_str());
+        let entries = |v: &str| -> Vec<String> {
+            v.split(',')
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        // A list is changed from its value in force: the override, else
+        // Kafka's default (as Kafka's APPEND and SUBTRACT do).
+        let current = || {
+            let default = metadata::TOPIC_DEFAULTS
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or("", |(_, v)| *v);
+            entries(next.get(key).map_or(default, String::as_str))
+        };
+        let value = match change {
+            ConfigChange::Set(v) => Some(v.clone()),
+            ConfigChange::Delete => None,
+            ConfigChange::Append(_) | ConfigChange::Subtract(_) if !list => {
+                return invalid(format!(
+                    "'{key}' is not a list: it cannot be appended to or subtracted from"
+                ));
+            }
+            ConfigChange::Append(v) => {
+                let mut all = current();
+                for e in entries(v) {
+                    if !all.contains(&e) {
+                        all.push(e);
+                    }
+                }
+                Some(all.join(","))
+            }
+            ConfigChange::Subtract(v) => {
+                let gone = entries(v);
+                let all: Vec<String> = current()
+                    .into_iter()
+                    .filter(|e| !gone.contains(e))
+                    .collect();
+                (!all.is_empty()).then(|| all.join(","))
+            }
+        };
+        match value {
+            Some(v) => {
+                if let Some(why) = invalid_config(key, &v) {
+                    return invalid(why);
+                }
+                next.insert(key.clone(), v);
+            }
+            None if !metadata::known_config(key) => {
+                return invalid(format!("unknown topic config '{key}'"));
+            }
+            None => {
+                next.remove(key);
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// Changes topic configs (on the controller): one result per topic, in
+/// order; the new overrides are durable before the answer.
+pub async fn alter_configs(
+    shard: Rc<Shard>,
+    alters: Vec<TopicConfigChanges>,
+    validate_only: bool,
+) -> Vec<Result<(), BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
+        return alters.iter().map(|_| Err(shutting_down())).collect();
+    };
+    let mut next = (*shard.metadata()).clone();
+    let mut results = Vec::with_capacity(alters.len());
+    for t in &alters {
+        let result = match next.topics.get(&t.topic).cloned() {
+            None => Err(BrokerError::UnknownTopicOrPartition(format!(
+                "topic '{}' does not exist",
+                t.topic
+            ))),
+            Some(topic) => changed_configs(&topic.configs, t).map(|configs| {
+                if !validate_only {
+                    let mut changed = (*topic).clone();
+                    changed.configs = configs;
+                    next.topics.insert(t.topic.clone(), Arc::new(changed));
+                }
+            }),
+        };
+        results.push(result);
+    }
+    if !validate_only && results.iter().any(Result::is_ok) {
+        if let Err(e) = publish(&shard, next).await {
+            return results.iter().map(|_| Err(storage_error(&e))).collect();
+        }
+        for (t, r) in alters.iter().zip(&results) {
+            if r.is_ok() {
+                tracing::info!(
+                    topic = t.topic,
+                    changes = t.changes.len(),
+                    "topic configs changed"
+                );
+            }
+        }
+    }
+    results
+}
+
 /// Makes sure the named topics exist, creating missing ones with the
 /// default partition count when auto-creation is on. Returns the current
 /// metadata afterwards.

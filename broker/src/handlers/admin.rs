@@ -1,8 +1,5 @@
 //! Admin APIs: CreateTopics, DeleteTopics, CreatePartitions (all changed by
-//! the controller on shard 0), DescribeConfigs (topic and broker resources
-//! with Kafka's default values) and DescribeCluster.
-
-use std::collections::BTreeMap;
+//! the controller on shard 0) and DescribeCluster. Configs are `configs`.
 
 use sluice_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use sluice_protocol::kafka_protocol::messages::create_topics_response::{
@@ -10,13 +7,10 @@ use sluice_protocol::kafka_protocol::messages::create_topics_response::{
 };
 use sluice_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use sluice_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use sluice_protocol::kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use sluice_protocol::kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    DescribeClusterResponse, TopicName,
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
@@ -24,16 +18,7 @@ use crate::context::RequestContext;
 use crate::controller::{self, NewTopic, TopicRef};
 use crate::handlers::NODE_ID;
 use crate::metadata::{str_bytes, TOPIC_DEFAULTS};
-use crate::shard::Shard;
 use crate::shard_id::ShardId;
-
-/// Kafka's ConfigSource values.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-/// Kafka's ConfigResource types.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 
 /// Answers CreateTopics.
 pub async fn create_topics(
@@ -86,16 +71,15 @@ pub async fn create_topics(
                         r = r.with_configs(Some(
                             TOPIC_DEFAULTS
                                 .iter()
-                                .map(|(k, _)| {
-                                    let overridden = topic.configs.contains_key(*k);
-                                    CreatableTopicConfigs::default()
-                                        .with_name(str_bytes(k))
-                                        .with_value(topic.config(k).map(str_bytes))
-                                        .with_config_source(if overridden {
-                                            SOURCE_TOPIC
-                                        } else {
-                                            SOURCE_DEFAULT
-                                        })
+                                .filter_map(|(k, _)| {
+                                    let (value, source) =
+                                        super::configs::topic_config(ctx.shard.config(), topic, k)?;
+                                    Some(
+                                        CreatableTopicConfigs::default()
+                                            .with_name(str_bytes(k))
+                                            .with_value(Some(str_bytes(&value)))
+                                            .with_config_source(source),
+                                    )
                                 })
                                 .collect(),
                         ));
@@ -213,93 +197,6 @@ pub async fn create_partitions(
         })
         .collect();
     CreatePartitionsResponse::default().with_results(results)
-}
-
-/// Broker configs reported by DescribeConfigs, with their values here.
-fn broker_configs(shard: &Shard) -> BTreeMap<&'static str, String> {
-    let c = shard.config();
-    let mut m = BTreeMap::new();
-    m.insert(
-        "auto.create.topics.enable",
-        c.auto_create_topics.to_string(),
-    );
-    m.insert("broker.id", NODE_ID.to_string());
-    m.insert("num.partitions", c.default_partitions.to_string());
-    m.insert("default.replication.factor", "1".to_string());
-    m.insert("offsets.topic.replication.factor", "1".to_string());
-    m.insert("socket.request.max.bytes", c.max_request_bytes.to_string());
-    m.insert("message.max.bytes", "1048588".to_string());
-    m.insert("log.retention.hours", "168".to_string());
-    m.insert("log.segment.bytes", (c.wal_segment_mib << 20).to_string());
-    m.insert("min.insync.replicas", "1".to_string());
-    m
-}
-
-/// Answers DescribeConfigs for topic and broker resources.
-pub fn describe_configs(
-    ctx: &RequestContext,
-    request: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
-    let shard = &ctx.shard;
-    let metadata = shard.metadata();
-    // A resource named twice is described once: a request of repeats must
-    // not multiply the answer (the class the fuzzer found in Metadata).
-    let mut named = std::collections::HashSet::new();
-    let results = request
-        .resources
-        .iter()
-        .filter(|res| named.insert((res.resource_type, res.resource_name.clone())))
-        .map(|res| {
-            let wanted = |k: &str| {
-                res.configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
-            };
-            let r = DescribeConfigsResult::default()
-                .with_resource_type(res.resource_type)
-                .with_resource_name(res.resource_name.clone());
-            let entry = |k: &str, v: &str, source: i8| {
-                DescribeConfigsResourceResult::default()
-                    .with_name(str_bytes(k))
-                    .with_value(Some(str_bytes(v)))
-                    .with_config_source(source)
-                    .with_documentation(None)
-            };
-            match res.resource_type {
-                RESOURCE_TOPIC => match metadata.topics.get(res.resource_name.as_str()) {
-                    Some(topic) => r.with_configs(
-                        TOPIC_DEFAULTS
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .map(|(k, default)| match topic.configs.get(*k) {
-                                Some(v) => entry(k, v, SOURCE_TOPIC),
-                                None => entry(k, default, SOURCE_DEFAULT),
-                            })
-                            .collect(),
-                    ),
-                    None => r
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_error_message(Some(str_bytes("unknown topic"))),
-                },
-                RESOURCE_BROKER
-                    if res.resource_name.is_empty()
-                        || res.resource_name.as_str() == NODE_ID.to_string() =>
-                {
-                    r.with_configs(
-                        broker_configs(shard)
-                            .iter()
-                            .filter(|(k, _)| wanted(k))
-                            .map(|(k, v)| entry(k, v, SOURCE_STATIC_BROKER).with_read_only(true))
-                            .collect(),
-                    )
-                }
-                _ => r
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes("unsupported resource"))),
-            }
-        })
-        .collect();
-    DescribeConfigsResponse::default().with_results(results)
 }
 
 /// Answers DescribeCluster: this one broker, which is also the controller.

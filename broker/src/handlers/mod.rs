@@ -9,10 +9,12 @@
 //! [`RequestContext`], and a line in [`handle`].
 
 pub mod admin;
+pub mod configs;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
@@ -48,9 +50,14 @@ pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
         Request::CreateTopics(r) => encode(header, &admin::create_topics(ctx, r).await),
         Request::DeleteTopics(r) => encode(header, &admin::delete_topics(ctx, r).await),
         Request::CreatePartitions(r) => encode(header, &admin::create_partitions(ctx, r).await),
-        Request::DescribeConfigs(r) => encode(header, &admin::describe_configs(ctx, r)),
+        Request::DescribeConfigs(r) => encode(header, &configs::describe_configs(ctx, r)),
+        Request::AlterConfigs(r) => encode(header, &configs::alter_configs(ctx, r).await),
+        Request::IncrementalAlterConfigs(r) => {
+            encode(header, &configs::incremental_alter_configs(ctx, r).await)
+        }
         Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(ctx, r)),
         Request::DeleteRecords(r) => encode(header, &delete_records::handle(ctx, r).await),
+        Request::DescribeLogDirs(r) => encode(header, &log_dirs::handle(ctx, r).await),
         Request::InitProducerId(r) => encode(header, &producer_id::handle(ctx, r).await),
         Request::FindCoordinator(r) => {
             encode(header, &groups::membership::find_coordinator(ctx, r))

@@ -116,6 +116,8 @@ pub struct Offsets {
     pub high_watermark: i64,
     /// Offset and timestamp of the batch with the largest timestamp.
     pub max_timestamp: Option<(i64, i64)>,
+    /// Bytes of the batches it holds (DescribeLogDirs, retention.bytes).
+    pub bytes: u64,
 }
 
 /// The partition log of one shard.
@@ -394,6 +396,7 @@ impl Log {
             log_start: p.log_start,
             high_watermark: p.high_watermark,
             max_timestamp: p.max_timestamp(),
+            bytes: p.bytes,
         })
     }
 
