@@ -40,6 +40,8 @@ pub enum LiveFrame {
         /// The frame type of the copy (replay must know a copy is older
         /// than the frames before it).
         copy_as: u8,
+        /// Its payload's length (what copying it costs).
+        bytes: u64,
     },
     /// A fresh frame stating the current value of what older frames held
     /// (a group's offsets: copying an old commit frame would bring back
@@ -182,6 +184,7 @@ mod tests {
                 .map(|&position| LiveFrame::Stored {
                     position,
                     copy_as: 2,
+                    bytes: 0,
                 })
                 .collect()
         }

@@ -220,7 +220,13 @@ mod tests {
     #[test]
     fn one_cycle_covers_every_pair_and_generation_is_deterministic() {
         let pairs = pairs();
-        assert_eq!(pairs.len(), 152);
+        // Every version of every API the broker advertises (164 today).
+        let advertised: usize = sluice_protocol::versions::SUPPORTED_APIS
+            .iter()
+            .map(|r| (r.max - r.min + 1) as usize)
+            .sum();
+        assert_eq!(pairs.len(), advertised);
+        assert_eq!(advertised, 164);
         let cx = Context::offline();
         let seen: BTreeSet<(i16, i16)> = (0..pairs.len() as u64)
             .map(|i| {

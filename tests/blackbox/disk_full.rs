@@ -1,15 +1,24 @@
-//! A full disk: the broker that cannot write stops (crash-only, its WAL
-//! failed), a restart on the still-full disk says what is wrong and exits
-//! without a panic, and once space is freed everything acknowledged is
-//! there. The disk is a small tmpfs (root only; tmpfs takes O_DIRECT).
+//! A full disk is an error, not an outage: each shard keeps the next WAL
+//! segment's space reserved (a spare file), so running out of space is
+//! found before any frame is promised to a segment that cannot be made.
+//! Produce then gets KAFKA_STORAGE_ERROR (retriable), reads go on, and
+//! once retention, DeleteRecords or a topic deletion frees space, produce
+//! resumes without a restart; nothing acknowledged is lost, also after
+//! `kill -9` and a restart on the full disk. The disk is a small tmpfs
+//! (root only; tmpfs takes O_DIRECT and fallocate).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{consume_to_end, create_topic, producer, wait_until, Broker, DataDir};
-use crate::verify::check_acked;
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use rdkafka::Offset;
+
+use crate::harness::{delete_records, wait_until, Broker, DataDir};
+use crate::raw::{batch, decode_values, simple_batch, RawClient, Rec, NONE};
+
+const KAFKA_STORAGE_ERROR: i16 = 56;
 
 /// A tmpfs of `mib` MiB mounted on a fresh directory, unmounted on drop.
 struct SmallDisk {
@@ -42,71 +51,91 @@ impl Drop for SmallDisk {
     }
 }
 
-#[test]
-fn a_full_disk_stops_the_broker_and_a_restart_after_freeing_space_keeps_every_ack() {
-    const TOPIC: &str = "full";
-    let disk = SmallDisk::mount("disk-full", 40);
-    // Space an operator can free later.
-    let ballast: PathBuf = disk.path().join("ballast");
-    std::fs::write(&ballast, vec![1u8; 8 << 20]).expect("ballast");
-    let data = disk.path().join("data");
-    let mut broker = Broker::start(&data, 1, &["--wal-segment-mib", "4"]);
-    create_topic(&broker, TOPIC, 2, &[]);
+/// Ten records of 10 KB each.
+fn bulk_batch() -> Bytes {
+    let value = vec![7u8; 10_000];
+    let recs: Vec<Rec<'_>> = (0..10)
+        .map(|_| Rec {
+            key: None,
+            value: Some(&value),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
+        })
+        .collect();
+    batch(&recs, Compression::None)
+}
 
-    let producer = producer(
-        &broker,
-        &[("linger.ms", "5"), ("message.timeout.ms", "10000")],
-    );
-    let mut produced = BTreeMap::new();
-    let mut id = 0u64;
-    // 40 MiB of disk: the WAL runs out after about 3,000 messages.
-    while broker.is_running() && id < 20_000 {
-        let partition = (id % 2) as i32;
-        producer.send_id(TOPIC, partition, id, 10_000);
-        produced.insert(id, partition);
-        id += 1;
-        if id.is_multiple_of(100) {
-            std::thread::sleep(Duration::from_millis(2));
+/// Before, a full disk poisoned the WAL and stopped the broker (status
+/// 70): an outage until someone freed space and restarted it.
+#[test]
+fn a_full_disk_refuses_produce_keeps_reading_and_resumes_when_space_is_freed() {
+    let disk = SmallDisk::mount("disk-full", 48);
+    let data = disk.path().join("data");
+    let args = ["--wal-segment-mib", "4", "--log-cleaner-interval-ms", "100"];
+    let mut broker = Broker::start(&data, 1, &args);
+    crate::harness::create_topic(&broker, "keep", 1, &[]);
+    crate::harness::create_topic(&broker, "bulk", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    for i in 0..20 {
+        let r = client.produce("keep", 0, simple_batch(&format!("keep{i}"), 5));
+        assert_eq!(r.error_code, NONE);
+    }
+    // 48 MiB of disk and 4 MiB segments: full after about 40 MB.
+    let mut refused = None;
+    for _ in 0..1_000 {
+        let code = client.produce("bulk", 0, bulk_batch()).error_code;
+        if code != NONE {
+            refused = Some(code);
+            break;
         }
     }
-    let status = broker
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("the broker did not stop on a full disk\n{}", broker.log()));
-    assert_eq!(status.code(), Some(70), "exit status\n{}", broker.log());
-    producer.purge();
+    assert_eq!(refused, Some(KAFKA_STORAGE_ERROR), "{}", broker.log());
     assert!(
-        producer.flush(Duration::from_secs(15)),
-        "reports after purge"
+        broker.is_running(),
+        "the broker stopped on a full disk\n{}",
+        broker.log()
     );
-    let acked = producer.acked();
-    assert!(
-        acked.len() > 100,
-        "premise: {} acked before the disk filled",
-        acked.len()
-    );
+    assert!(broker.log().contains("no space for the next WAL segment"));
+    // Still full: refused again; reads go on.
+    let again = client.produce("bulk", 0, bulk_batch()).error_code;
+    assert_eq!(again, KAFKA_STORAGE_ERROR);
+    let kept = client.fetch("keep", 0, 0);
+    assert_eq!(kept.error_code, NONE);
+    assert_eq!(decode_values(&kept.records.unwrap_or_default()).len(), 100);
 
-    // Still full: refused with a reason, not a panic.
-    let refused = broker.try_restart().expect_err("started on a full disk");
-    assert_eq!(
-        refused.status.and_then(|s| s.code()),
-        Some(1),
-        "{}",
-        refused.stderr
-    );
-    assert!(
-        refused.stderr.contains("disk is full"),
-        "no clear reason: {}",
-        refused.stderr
-    );
-
-    std::fs::remove_file(&ballast).expect("free space");
+    // A restart on the full disk starts, and still refuses.
+    broker.kill9();
     broker.restart();
-    assert!(wait_until(Duration::from_secs(5), || broker.is_running()));
-    let consumed = consume_to_end(&broker, TOPIC, Duration::from_secs(60));
-    check_acked(
-        "after the disk filled and space was freed",
-        &consumed,
-        &produced,
-        &acked,
+    let mut client = RawClient::connect(broker.addr());
+    let code = client.produce("bulk", 0, bulk_batch()).error_code;
+    assert_eq!(code, KAFKA_STORAGE_ERROR, "{}", broker.last_run_log());
+
+    // DeleteRecords frees the bulk topic's segments; produce resumes.
+    let high = client.high_watermark("bulk", 0);
+    assert_eq!(delete_records(&broker, "bulk", 0, Offset::End), Ok(high));
+    let resumed = wait_until(Duration::from_secs(20), || {
+        client.produce("bulk", 0, bulk_batch()).error_code == NONE
+    });
+    assert!(
+        resumed,
+        "produce did not resume after space was freed\n{}",
+        broker.last_run_log()
     );
+    assert!(broker.last_run_log().contains("appends resume"));
+    // Everything acknowledged is there, after one more kill.
+    broker.kill9();
+    broker.restart();
+    let mut client = RawClient::connect(broker.addr());
+    let kept = client.fetch("keep", 0, 0);
+    let values: Vec<Vec<u8>> = decode_values(&kept.records.unwrap_or_default())
+        .into_iter()
+        .filter_map(|(_, v)| v)
+        .collect();
+    let expected: Vec<Vec<u8>> = (0..20)
+        .flat_map(|i| (0..5).map(move |j| format!("keep{i}-{j}").into_bytes()))
+        .collect();
+    assert_eq!(values, expected);
+    assert!(client.high_watermark("bulk", 0) > high);
 }

@@ -13,7 +13,7 @@ use crate::raw::{RawClient, NONE};
 /// The seed every run repeats, so a regression shows on every machine.
 const FIXED_SEED: u64 = 0x51_u64 << 32 | 11;
 /// Requests per seed: about 26 of each (api, version), a few seconds per
-/// seed on two cores (each cycle of 152 visits every pair once).
+/// seed on two cores (each cycle of 164 visits every pair once).
 const REQUESTS: u64 = 4_000;
 
 #[test]

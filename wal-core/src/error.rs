@@ -29,6 +29,9 @@ pub enum WalError {
     /// The caller asked for something the log cannot do (frame too large,
     /// reserved frame type, read of a position that is not durable).
     Invalid(String),
+    /// The disk has no room for the next segment: the frame was not
+    /// taken, nothing changed, and appends go on once space is freed.
+    NoSpace(String),
     /// The log was closed.
     Closed,
 }
@@ -63,6 +66,10 @@ impl fmt::Display for WalError {
             ),
             WalError::Failed(why) => write!(f, "WAL failed earlier and accepts no writes: {why}"),
             WalError::Invalid(why) => write!(f, "invalid WAL request: {why}"),
+            WalError::NoSpace(why) => write!(
+                f,
+                "the disk is full: no room for the next WAL segment ({why}); appends resume once space is freed"
+            ),
             WalError::Closed => write!(f, "WAL is closed"),
         }
     }

@@ -206,6 +206,61 @@ fn check_alignment(file: &DmaFile, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The spare segment: created and given its disk space ahead of need, and
+/// renamed into place at a roll, so running out of space is found before a
+/// frame is assigned to a segment that cannot be created (which would
+/// poison the log), not by a failed write.
+pub const SPARE_FILE: &str = "spare.wal.tmp";
+
+/// Creates (or recreates) the spare segment file in `dir` with `size`
+/// bytes reserved for it (fallocate, keeping its length at 0, so recovery
+/// reads only what was written).
+pub async fn prepare_spare(dir: &Path, size: u64) -> Result<Rc<DmaFile>> {
+    let path = dir.join(SPARE_FILE);
+    let what = || format!("preparing the spare segment {}", path.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .dma_open(&path)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    check_alignment(&file, &path)?;
+    file.pre_allocate(size, true)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    Ok(Rc::new(file))
+}
+
+/// Makes the spare the segment starting at `base`: header written and
+/// synced, renamed to its segment name, the directory synced. Only then may
+/// frames be written to it.
+pub async fn install_spare(dir: &Path, spare: Rc<DmaFile>, base: u64) -> Result<Rc<DmaFile>> {
+    let from = dir.join(SPARE_FILE);
+    let path = dir.join(segment_file_name(base));
+    let what = || format!("installing {} as {}", from.display(), path.display());
+    let mut block = spare.alloc_dma_buffer(SEGMENT_HEADER_LEN as usize);
+    encode_segment_header(base, block.as_bytes_mut());
+    let written = spare
+        .write_at(block, 0)
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    if written as u64 != SEGMENT_HEADER_LEN {
+        return Err(WalError::Failed(format!(
+            "short write of the header of {}",
+            path.display()
+        )));
+    }
+    spare
+        .fdatasync()
+        .await
+        .map_err(|e| WalError::io(what(), e))?;
+    std::fs::rename(&from, &path).map_err(|e| WalError::io(what(), e))?;
+    sync_dir(dir).await?;
+    Ok(spare)
+}
+
 /// Creates the segment starting at `base` in `dir`: writes its header,
 /// syncs the file and the directory. Only then may frames be written to it.
 pub async fn create_segment(dir: &Path, base: u64) -> Result<Rc<DmaFile>> {

@@ -34,8 +34,8 @@ use crate::format::{
 };
 use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
 use crate::segment::{
-    absolute, create_dir_durably, create_segment, move_aside, open_segment, open_segment_read,
-    save_tail_aside, sync_dir,
+    absolute, create_dir_durably, create_segment, install_spare, move_aside, open_segment,
+    open_segment_read, prepare_spare, save_tail_aside, sync_dir,
 };
 
 /// Settings of a WAL. Defaults suit a broker shard.
@@ -142,6 +142,15 @@ struct State {
     failed: Option<String>,
     /// Tasks waiting in [`Wal::failure`].
     failure_waiters: Vec<Waker>,
+    /// The next segment's file with its space reserved, ready for a roll.
+    spare: Option<Rc<DmaFile>>,
+    /// The spare taken by the roll that appends are waiting for.
+    rolling_to: Option<Rc<DmaFile>>,
+    /// A task is preparing the spare.
+    preparing: bool,
+    /// Why the last attempt to prepare the spare failed (the disk is full):
+    /// appends that need a new segment are refused until one succeeds.
+    no_space: Option<String>,
     stats: WalStats,
 }
 
@@ -278,6 +287,10 @@ impl Wal {
             next_ticket: 0,
             failed: None,
             failure_waiters: Vec::new(),
+            spare: None,
+            rolling_to: None,
+            preparing: false,
+            no_space: None,
             stats: WalStats {
                 durable_position: next_pos,
                 end_position: next_pos,
@@ -291,6 +304,11 @@ impl Wal {
                 st: RefCell::new(st),
             }),
         };
+        // The first spare is ready (or the disk known full) before any
+        // append; on a full disk the log opens and keeps trying.
+        if !prepare_once(&wal.inner).await {
+            glommio::spawn_local(prepare(wal.inner.clone())).detach();
+        }
         Ok((wal, report))
     }
 
@@ -320,6 +338,19 @@ impl Wal {
             if in_segment > SEGMENT_HEADER_LEN
                 && in_segment + disk_len > self.inner.opts.segment_size
             {
+                // The next segment's space must be there before a frame is
+                // promised to it: on a full disk the frame is refused now,
+                // nothing changed, and the client retries. A spare still
+                // being prepared (a moment after the last roll) is not
+                // waited for: the roll creates the segment itself.
+                match st.spare.take() {
+                    Some(spare) => st.rolling_to = Some(spare),
+                    None => {
+                        if let Some(why) = &st.no_space {
+                            return Err(WalError::NoSpace(why.clone()));
+                        }
+                    }
+                }
                 st.seal_active();
                 let base = st.next_pos;
                 st.append_segment = base;
@@ -456,6 +487,18 @@ impl Wal {
             .copied()
             .unwrap_or(st.append_segment);
         st.next_pos - first
+    }
+
+    /// Bytes left in the segment being appended to when the disk has no
+    /// room for the next one, else `None` (no limit). A user keeps some of
+    /// it for the frames that free space.
+    pub fn headroom(&self) -> Option<u64> {
+        let st = self.inner.st.borrow();
+        if st.spare.is_some() || st.no_space.is_none() {
+            return None;
+        }
+        let used = st.next_pos - st.append_segment;
+        Some(self.inner.opts.segment_size.saturating_sub(used))
     }
 
     /// The segment size segments roll at.
@@ -691,8 +734,13 @@ async fn flush(inner: Rc<Inner>) {
     match plan {
         Plan::Nothing => return,
         Plan::Roll(base) => {
-            let created = create_segment(&inner.dir, base).await;
+            let spare = inner.st.borrow_mut().rolling_to.take();
+            let created = match spare {
+                Some(spare) => install_spare(&inner.dir, spare, base).await,
+                None => create_segment(&inner.dir, base).await,
+            };
             inner.st.borrow_mut().rolled(base, created);
+            glommio::spawn_local(prepare(inner.clone())).detach();
         }
         Plan::Write { file, chunks, end } => {
             // Another flush may start while this one runs.
@@ -704,6 +752,48 @@ async fn flush(inner: Rc<Inner>) {
         }
     }
     schedule_flush(&inner);
+}
+
+/// How long a full disk is left alone before the spare is tried again.
+const NO_SPACE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Prepares the spare segment unless there is one (or a task is at it);
+/// while the disk is full, tries again every [`NO_SPACE_RETRY`] until it
+/// fits, so appends resume without a restart once space is freed.
+async fn prepare(inner: Rc<Inner>) {
+    {
+        let mut st = inner.st.borrow_mut();
+        if st.preparing || st.spare.is_some() {
+            return;
+        }
+        st.preparing = true;
+    }
+    while !prepare_once(&inner).await && inner.st.borrow().failed.is_none() {
+        glommio::timer::sleep(NO_SPACE_RETRY).await;
+    }
+    inner.st.borrow_mut().preparing = false;
+}
+
+/// One attempt at the spare; whether there is one now.
+async fn prepare_once(inner: &Rc<Inner>) -> bool {
+    let prepared = prepare_spare(&inner.dir, inner.opts.segment_size).await;
+    let mut st = inner.st.borrow_mut();
+    match prepared {
+        Ok(file) => {
+            if let Some(why) = st.no_space.take() {
+                tracing::info!(dir = %inner.dir.display(), was = why, "space for the next WAL segment again: appends resume");
+            }
+            st.spare = Some(file);
+            true
+        }
+        Err(e) => {
+            if st.no_space.is_none() {
+                tracing::error!(dir = %inner.dir.display(), error = %e, "no space for the next WAL segment: appends that need it are refused until space is freed");
+            }
+            st.no_space = Some(e.to_string());
+            false
+        }
+    }
 }
 
 /// Writes the chunks (concurrently) and then syncs the file once.

@@ -26,6 +26,10 @@ use super::{Log, READS_IN_FLIGHT};
 use crate::error::BrokerError;
 use crate::frames::{FrameOwner, LiveFrame};
 
+/// On a full disk, what copying forward must leave of the segment being
+/// written (for the frames of retention and DeleteRecords).
+const FULL_DISK_MARGIN: u64 = 64 << 10;
+
 /// Copies of stored frames held in memory at once while cleaning.
 const COPY_CHUNK_BYTES: usize = 16 << 20;
 
@@ -78,13 +82,17 @@ impl Log {
             segments_deleted: self.delete_unneeded(others).await?,
             ..Reclaimed::default()
         };
+        // With the disk full, copying is allowed only into what is left of the
+        // segment being written (see `copy_forward`).
         while done.bytes_copied < max_copied && self.over_bound() {
             let segments = self.wal.segments();
             // The oldest segment, unless it is the one being written.
             let [_, next, ..] = segments[..] else {
                 break;
             };
-            self.copy_forward(others, next, &mut done).await?;
+            if !self.copy_forward(others, next, &mut done).await? {
+                break;
+            }
             done.segments_cleaned += 1;
             done.segments_deleted += self.delete_unneeded(others).await?;
             glommio::yield_if_needed().await;
@@ -125,31 +133,47 @@ impl Log {
     }
 
     /// Writes every frame live below `position` again at the head and,
-    /// once durable, tells its owner where it is now.
+    /// once durable, tells its owner where it is now. On a full disk, only
+    /// if the copies fit in what is left of the segment being written
+    /// (they free a whole segment); returns whether it copied.
     async fn copy_forward(
         &self,
         others: &[&dyn WalUser],
         position: u64,
         done: &mut Reclaimed,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<bool, BrokerError> {
         // Restated values are computed and handed to the WAL in one
         // synchronous step, so nothing newer can come between.
-        let mut stored: Vec<(usize, u64, u8)> = Vec::new();
-        let mut fresh = Vec::new();
+        let mut live = Vec::new();
         let owners = std::iter::once(self.frames()).chain(others.iter().map(|o| o.frames()));
         for (owner, frames) in owners.enumerate() {
-            for live in frames.live_below(position) {
-                match live {
-                    LiveFrame::Stored { position, copy_as } => {
-                        stored.push((owner, position, copy_as))
-                    }
-                    LiveFrame::Fresh {
-                        frame_type,
-                        payload,
-                    } => {
-                        let appended = self.wal.submit(frame_type, &[&payload])?;
-                        fresh.push((owner, frame_type, payload, appended));
-                    }
+            live.extend(frames.live_below(position).into_iter().map(|f| (owner, f)));
+        }
+        if let Some(left) = self.wal.headroom() {
+            let needed: u64 = live
+                .iter()
+                .map(|(_, f)| match f {
+                    LiveFrame::Stored { bytes, .. } => bytes + 64,
+                    LiveFrame::Fresh { payload, .. } => payload.len() as u64 + 64,
+                })
+                .sum();
+            if needed + FULL_DISK_MARGIN > left {
+                return Ok(false);
+            }
+        }
+        let mut stored: Vec<(usize, u64, u8)> = Vec::new();
+        let mut fresh = Vec::new();
+        for (owner, frame) in live {
+            match frame {
+                LiveFrame::Stored {
+                    position, copy_as, ..
+                } => stored.push((owner, position, copy_as)),
+                LiveFrame::Fresh {
+                    frame_type,
+                    payload,
+                } => {
+                    let appended = self.wal.submit(frame_type, &[&payload])?;
+                    fresh.push((owner, frame_type, payload, appended));
                 }
             }
         }
@@ -188,7 +212,8 @@ impl Log {
                 chunk_bytes = 0;
             }
         }
-        self.repoint(others, chunk, done).await
+        self.repoint(others, chunk, done).await?;
+        Ok(true)
     }
 
     /// Waits until the copies are durable, then repoints their owners.

@@ -40,6 +40,12 @@ pub use partition::{BatchEntry, Partition, PartitionKey};
 use producers::{ProducerBatch, SequenceCheck};
 pub use state::LogState;
 
+/// Bytes of the segment being written that, while the disk is full, only
+/// log-start frames may use (at most a quarter of a segment): retention and
+/// DeleteRecords must always be able to say what can go, or space could
+/// never be freed.
+const FREEING_RESERVE: u64 = 1 << 20;
+
 /// WAL reads of one partition's fetch in flight at once.
 const READS_IN_FLIGHT: usize = 32;
 
@@ -192,6 +198,7 @@ impl Log {
                 });
             }
         }
+        self.check_room(batch.size())?;
         let mut bytes = BytesMut::from(batch.as_bytes());
         let base_offset = partition.log_end;
         set_base_offset(&mut bytes, base_offset)?;
@@ -475,8 +482,26 @@ impl Log {
         frame_type: FrameType,
         parts: &[&[u8]],
     ) -> Result<(u64, Durable), BrokerError> {
+        self.check_room(parts.iter().map(|p| p.len()).sum())?;
         let appended = self.wal.submit(frame_type.id, parts)?;
         Ok((appended.position, appended.durable))
+    }
+
+    /// Refuses `bytes` more when the disk is full and they would eat into
+    /// [`FREEING_RESERVE`]; the error is retriable (KAFKA_STORAGE_ERROR).
+    fn check_room(&self, bytes: usize) -> Result<(), BrokerError> {
+        let Some(left) = self.wal.headroom() else {
+            return Ok(());
+        };
+        let reserve = FREEING_RESERVE.min(self.wal.segment_size() / 4);
+        if left < reserve + bytes as u64 + 4096 {
+            return Err(BrokerError::Storage(
+                "the disk is full: produce resumes once retention, DeleteRecords or a topic \
+                 deletion frees space"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Waits until everything handed to the WAL so far is durable.

@@ -208,6 +208,7 @@ impl FrameOwner for LogState {
                 LiveFrame::Stored {
                     position: b.position,
                     copy_as: RELOCATED_BATCH.id,
+                    bytes: (super::frame::BATCH_FRAME_HEADER as u32 + b.size).into(),
                 }
             }));
         }
@@ -320,7 +321,8 @@ mod tests {
             s.live_below(5000),
             [LiveFrame::Stored {
                 position: 4352,
-                copy_as: RELOCATED_BATCH.id
+                copy_as: RELOCATED_BATCH.id,
+                bytes: 81
             }]
         );
         let live = s.live_below(9000);
