@@ -110,8 +110,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 None
             };
             let request = (held, budget);
-            let Some(response) = dispatch(&shard, &session, &peer, frame, request, fetch_slot)
-            else {
+            let dispatched = dispatch(&shard, &session, &peer, frame, request, fetch_slot);
+            let Some(response) = dispatched.await else {
                 break 'conn;
             };
             if queue.send(response).await.is_err() {
@@ -151,8 +151,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 }
 
 /// Starts handling one request frame, which keeps `holding` until its
-/// response is written; `None` closes the connection.
-fn dispatch(
+/// response is written; `None` closes the connection. An answer that can
+/// outgrow its request first waits here, in the read loop, for budget to
+/// build it in: in request order, since answers are written in that
+/// order (granted out of order, later answers could fill the budget while
+/// an earlier one, which must be written first, waits for it for good).
+async fn dispatch(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     peer: &str,
@@ -177,6 +181,15 @@ fn dispatch(
                 session: session.clone(),
             };
             let held = holding;
+            // At most half the budget: an estimate larger than the budget
+            // could never be met while other requests hold theirs.
+            let memory = shard.memory();
+            let estimate =
+                crate::handlers::response_estimate(&ctx, &request).min(memory.limit() / 2);
+            let building = match estimate {
+                0 => None,
+                bytes => Some(memory.reserve(bytes).await),
+            };
             Some(
                 glommio::spawn_local(async move {
                     let response = crate::handlers::handle(&ctx, request).await;
@@ -185,6 +198,7 @@ fn dispatch(
                         Reply::Frame(bytes) => Some(ctx.shard.memory().force(bytes.len())),
                         _ => None,
                     };
+                    drop(building);
                     let held = Held {
                         _request: held,
                         _response: written,

@@ -1,6 +1,8 @@
 //! `sluice wal inspect DIR`: reads WAL segments directly and prints each
-//! segment (frames, byte range, checksum verdict), the partitions and
-//! offset ranges found, and totals. Read-only: nothing is repaired.
+//! segment (frames, byte range, checksum verdict, and, given a data
+//! directory, how much of it is still live: what the cleaner would have to
+//! copy before deleting it), the spare segment, the partitions and offset
+//! ranges found, and totals. Read-only: nothing is repaired.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,20 +10,28 @@ use std::path::{Path, PathBuf};
 use sluice_protocol::record_batch::RecordBatch;
 use sluice_wal_core::{scan, RecoveryMode};
 
+use crate::frames::FrameOwner;
 use crate::groups::records::{GroupRecord, GROUP_RECORD};
+use crate::groups::Coordinator;
 use crate::layout;
 use crate::log::frame::{
     parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH, RELOCATED_BATCH,
 };
+use crate::log::LogState;
 use crate::log::PartitionKey;
+use crate::metadata::Metadata;
+use crate::shard_id::ShardId;
 
 /// Inspects a WAL directory, or every shard's WAL under a data directory.
 pub fn inspect(dir: &Path, frames: bool) -> Result<(), String> {
     let dirs = wal_dirs(dir)?;
-    let names = crate::metadata::load(dir, usize::MAX).unwrap_or_default();
-    let names: BTreeMap<[u8; 16], String> = names
-        .topics
-        .values()
+    // Liveness needs the topics (which shard owns what): a data directory.
+    let metadata = layout::is_data_dir(dir)
+        .then(|| crate::metadata::load(dir, usize::MAX).ok())
+        .flatten();
+    let names: BTreeMap<[u8; 16], String> = metadata
+        .iter()
+        .flat_map(|m| m.topics.values())
         .map(|t| (t.id, t.name.clone()))
         .collect();
     let ex = glommio::LocalExecutorBuilder::default()
@@ -29,10 +39,54 @@ pub fn inspect(dir: &Path, frames: bool) -> Result<(), String> {
         .map_err(|e| format!("starting the I/O executor: {e}"))?;
     ex.run(async move {
         for d in dirs {
-            inspect_one(&d, frames, &names).await?;
+            inspect_one(&d, frames, &names, metadata.as_ref()).await?;
         }
         Ok(())
     })
+}
+
+/// The shard of a `shard-N/wal` directory.
+fn shard_of(wal_dir: &Path) -> Option<ShardId> {
+    let name = wal_dir.parent()?.file_name()?.to_str()?;
+    Some(ShardId::new(name.strip_prefix("shard-")?.parse().ok()?))
+}
+
+/// What replay rebuilds of one shard, to tell live frames from dead ones.
+struct Liveness {
+    log: LogState,
+    groups: Coordinator,
+}
+
+impl Liveness {
+    /// Live (bytes, frames) per segment base.
+    fn per_segment(&self, bases: &[u64]) -> BTreeMap<u64, (u64, u64)> {
+        let mut live: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let mut add = |position: u64, bytes: u64| {
+            let at = bases.partition_point(|b| *b <= position);
+            if let Some(base) = at.checked_sub(1).map(|i| bases[i]) {
+                let e = live.entry(base).or_default();
+                e.0 += bytes;
+                e.1 += 1;
+            }
+        };
+        for p in self.log.partitions.values() {
+            for b in &p.index {
+                add(b.position, u64::from(b.size) + 20);
+            }
+            if let Some(at) = p.log_start_position {
+                add(at, 28);
+            }
+        }
+        for g in self.groups.groups.values() {
+            for c in g.offsets.values() {
+                add(c.position, 0);
+            }
+            if let Some(at) = g.generation_position {
+                add(at, 0);
+            }
+        }
+        live
+    }
 }
 
 fn wal_dirs(dir: &Path) -> Result<Vec<PathBuf>, String> {
@@ -57,11 +111,28 @@ async fn inspect_one(
     dir: &Path,
     list_frames: bool,
     names: &BTreeMap<[u8; 16], String>,
+    metadata: Option<&Metadata>,
 ) -> Result<(), String> {
     println!("WAL {}", dir.display());
     let mut partitions: BTreeMap<PartitionKey, Range> = BTreeMap::new();
     let mut unparsed = 0u64;
+    let mut liveness = metadata.zip(shard_of(dir)).map(|(m, shard)| {
+        (
+            m,
+            Liveness {
+                log: LogState::new(shard),
+                groups: Coordinator::default(),
+            },
+        )
+    });
     let report = scan(dir, RecoveryMode::SkipCorruption, |f| {
+        if let Some((metadata, live)) = liveness.as_mut() {
+            if f.frame_type == GROUP_RECORD.id {
+                live.groups.replay(&f, metadata);
+            } else {
+                live.log.replay(&f, metadata);
+            }
+        }
         // A relocated batch is a copy the cleaner wrote forward: older
         // than the frames before it.
         let relocated = f.frame_type == RELOCATED_BATCH.id;
@@ -115,6 +186,11 @@ async fn inspect_one(
     })
     .await
     .map_err(|e| e.to_string())?;
+    let live = liveness.as_mut().map(|(_, live)| {
+        live.log.finish_replay();
+        let bases: Vec<u64> = report.segments.iter().map(|s| s.base).collect();
+        live.per_segment(&bases)
+    });
     for s in &report.segments {
         let verdict = if !s.header_valid {
             "TORN HEADER (last segment, nothing acknowledged in it)".to_string()
@@ -145,6 +221,45 @@ async fn inspect_one(
             s.file_len,
             verdict
         );
+        if let Some(live) = &live {
+            let (bytes, frames) = live.get(&s.base).copied().unwrap_or_default();
+            println!(
+                "    live: {bytes} bytes in {frames} frames ({:.1}% of {}): {}",
+                100.0 * bytes as f64 / s.valid_end.max(1) as f64,
+                s.valid_end,
+                if frames == 0 {
+                    "nothing needs it, the cleaner deletes it"
+                } else {
+                    "copied forward before it is deleted"
+                }
+            );
+        }
+    }
+    let reserved: Vec<u64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(sluice_wal_core::segment::is_spare)
+                })
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.blocks() * 512
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if reserved.is_empty() {
+        println!("  spare segment: none (the disk may be full, or the broker never ran here)");
+    } else {
+        let bytes: u64 = reserved.iter().sum();
+        println!("  spare segment: {bytes} bytes reserved for the next roll");
+    }
+    if live.is_none() {
+        println!("  live: unknown (give the data directory, which holds the topics, to see it)");
     }
     for (key, r) in &partitions {
         println!(

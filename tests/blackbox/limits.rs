@@ -514,3 +514,83 @@ fn a_topic_named_many_times_is_described_once() {
     let response = client.call(4, &request);
     assert_eq!(response.results.len(), 1, "one answer for one resource");
 }
+
+/// An answer far larger than its question waits for the memory budget
+/// before it is built: a 52 KB DescribeConfigs naming 4,000 topics asks
+/// for 8 MB, and a client pipelining 60 of them without reading made the
+/// broker build all 60 at once (480 MB past a 32 MiB budget, and every
+/// other client of the shard waited until that one read). Now they are
+/// built as the budget allows, in request order.
+#[test]
+fn answers_larger_than_their_requests_wait_for_the_budget() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{CreateTopicsRequest, DescribeConfigsRequest};
+    let dir = DataDir::new("amplified-answers");
+    let broker = Broker::start(dir.path(), 1, &["--memory-budget-mib", "32"]);
+    let names: Vec<String> = (0..4_000).map(|i| format!("cfg-{i:05}")).collect();
+    let mut client = RawClient::connect(broker.addr());
+    let create = CreateTopicsRequest::default()
+        .with_topics(
+            names
+                .iter()
+                .map(|n| {
+                    CreatableTopic::default()
+                        .with_name(topic_name(n))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        )
+        .with_timeout_ms(30_000);
+    let created = client.call(5, &create);
+    assert!(created.topics.iter().all(|t| t.error_code == NONE));
+    let describe = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(
+            names
+                .iter()
+                .map(|n| {
+                    // No keys named: every config, as clients ask.
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(kafka_protocol::protocol::StrBytes::from_string(
+                            n.clone(),
+                        ))
+                        .with_configuration_keys(None)
+                })
+                .collect(),
+        );
+    let one = RawClient::frame(4, 1, &describe);
+    client.write_raw(&one);
+    let answer = client.read_frame();
+    eprintln!(
+        "[amplified] a {} byte request, a {} byte answer",
+        one.len(),
+        answer.len()
+    );
+    let before = rss_bytes(broker.pid());
+    let mut hostile = RawClient::connect(broker.addr());
+    for _ in 0..60 {
+        hostile.send(4, &describe);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let during = rss_bytes(broker.pid());
+    // Others are still answered (small requests use the headroom).
+    let versions = client.call(3, &ApiVersionsRequest::default());
+    assert_eq!(versions.error_code, NONE);
+    // And the answers all come, in order, once read.
+    for _ in 0..60 {
+        let (_, response) = hostile.recv::<DescribeConfigsRequest>(4);
+        assert_eq!(response.results.len(), 4_000);
+    }
+    eprintln!(
+        "[amplified] RSS {} MiB before, {} MiB with 60 answers pending",
+        before >> 20,
+        during >> 20
+    );
+    assert!(
+        during < before + 128 * MIB,
+        "RSS grew from {before} to {during} bytes for 60 pending DescribeConfigs answers"
+    );
+}

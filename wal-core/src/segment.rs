@@ -206,17 +206,42 @@ fn check_alignment(file: &DmaFile, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The spare segment: created and given its disk space ahead of need, and
-/// renamed into place at a roll, so running out of space is found before a
-/// frame is assigned to a segment that cannot be created (which would
-/// poison the log), not by a failed write.
-pub const SPARE_FILE: &str = "spare.wal.tmp";
+/// Spare segments (`spare-N.wal.tmp`): created and given their disk space
+/// ahead of need, and renamed into place at a roll, so running out of
+/// space is found before a frame is assigned to a segment that cannot be
+/// created (which would poison the log), not by a failed write. Each has a
+/// name of its own: a spare still waiting for its roll must never be
+/// opened again under a name another spare is made with.
+pub const SPARE_PREFIX: &str = "spare-";
+/// The spare segments' suffix (not a segment's, so recovery skips them).
+pub const SPARE_SUFFIX: &str = ".wal.tmp";
 
-/// Creates (or recreates) the spare segment file in `dir` with `size`
-/// bytes reserved for it (fallocate, keeping its length at 0, so recovery
-/// reads only what was written).
-pub async fn prepare_spare(dir: &Path, size: u64) -> Result<Rc<DmaFile>> {
-    let path = dir.join(SPARE_FILE);
+/// Whether `name` is a spare segment's file name.
+pub fn is_spare(name: &str) -> bool {
+    name.starts_with(SPARE_PREFIX) && name.ends_with(SPARE_SUFFIX)
+}
+
+/// Removes spare segments left by an earlier run (they hold only their
+/// reservation); returns how many.
+pub fn remove_spares(dir: &Path) -> Result<usize> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| WalError::io(format!("listing {}", dir.display()), e))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(is_spare) {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| WalError::io(format!("removing {}", entry.path().display()), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Creates spare segment number `n` in `dir` with `size` bytes reserved
+/// for it (fallocate, keeping its length at 0, so recovery reads only what
+/// was written); returns it and its path.
+pub async fn prepare_spare(dir: &Path, size: u64, n: u64) -> Result<(Rc<DmaFile>, PathBuf)> {
+    let path = dir.join(format!("{SPARE_PREFIX}{n}{SPARE_SUFFIX}"));
     let what = || format!("preparing the spare segment {}", path.display());
     let file = OpenOptions::new()
         .read(true)
@@ -227,17 +252,21 @@ pub async fn prepare_spare(dir: &Path, size: u64) -> Result<Rc<DmaFile>> {
         .await
         .map_err(|e| WalError::io(what(), e))?;
     check_alignment(&file, &path)?;
-    file.pre_allocate(size, true)
-        .await
-        .map_err(|e| WalError::io(what(), e))?;
-    Ok(Rc::new(file))
+    if let Err(e) = file.pre_allocate(size, true).await {
+        let _ = std::fs::remove_file(&path);
+        return Err(WalError::io(what(), e));
+    }
+    Ok((Rc::new(file), path))
 }
 
 /// Makes the spare the segment starting at `base`: header written and
 /// synced, renamed to its segment name, the directory synced. Only then may
 /// frames be written to it.
-pub async fn install_spare(dir: &Path, spare: Rc<DmaFile>, base: u64) -> Result<Rc<DmaFile>> {
-    let from = dir.join(SPARE_FILE);
+pub async fn install_spare(
+    dir: &Path,
+    (spare, from): (Rc<DmaFile>, PathBuf),
+    base: u64,
+) -> Result<Rc<DmaFile>> {
     let path = dir.join(segment_file_name(base));
     let what = || format!("installing {} as {}", from.display(), path.display());
     let mut block = spare.alloc_dma_buffer(SEGMENT_HEADER_LEN as usize);

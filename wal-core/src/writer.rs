@@ -35,7 +35,7 @@ use crate::format::{
 use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
 use crate::segment::{
     absolute, create_dir_durably, create_segment, install_spare, move_aside, open_segment,
-    open_segment_read, prepare_spare, save_tail_aside, sync_dir,
+    open_segment_read, prepare_spare, remove_spares, save_tail_aside, sync_dir,
 };
 
 /// Settings of a WAL. Defaults suit a broker shard.
@@ -142,10 +142,13 @@ struct State {
     failed: Option<String>,
     /// Tasks waiting in [`Wal::failure`].
     failure_waiters: Vec<Waker>,
-    /// The next segment's file with its space reserved, ready for a roll.
-    spare: Option<Rc<DmaFile>>,
+    /// The next segment's file (and path) with its space reserved, ready
+    /// for a roll.
+    spare: Option<(Rc<DmaFile>, PathBuf)>,
     /// The spare taken by the roll that appends are waiting for.
-    rolling_to: Option<Rc<DmaFile>>,
+    rolling_to: Option<(Rc<DmaFile>, PathBuf)>,
+    /// Number of the next spare file.
+    next_spare: u64,
     /// A task is preparing the spare.
     preparing: bool,
     /// Why the last attempt to prepare the spare failed (the disk is full):
@@ -225,6 +228,7 @@ impl Wal {
         }
         let dir = &absolute(dir)?;
         create_dir_durably(dir)?;
+        remove_spares(dir)?;
         let report = scan(dir, opts.recovery_mode, visitor).await?;
         let mut segments: BTreeMap<u64, Option<Rc<DmaFile>>> =
             report.segments.iter().map(|s| (s.base, None)).collect();
@@ -289,6 +293,7 @@ impl Wal {
             failure_waiters: Vec::new(),
             spare: None,
             rolling_to: None,
+            next_spare: 0,
             preparing: false,
             no_space: None,
             stats: WalStats {
@@ -343,13 +348,14 @@ impl Wal {
                 // nothing changed, and the client retries. A spare still
                 // being prepared (a moment after the last roll) is not
                 // waited for: the roll creates the segment itself.
-                match st.spare.take() {
-                    Some(spare) => st.rolling_to = Some(spare),
-                    None => {
-                        if let Some(why) = &st.no_space {
-                            return Err(WalError::NoSpace(why.clone()));
-                        }
+                if st.spare.is_none() {
+                    if let Some(why) = &st.no_space {
+                        return Err(WalError::NoSpace(why.clone()));
                     }
+                } else if st.rolling_to.is_none() {
+                    // (With a roll still waiting for its spare, this one
+                    // creates its segment itself; the spare stays.)
+                    st.rolling_to = st.spare.take();
                 }
                 st.seal_active();
                 let base = st.next_pos;
@@ -776,7 +782,12 @@ async fn prepare(inner: Rc<Inner>) {
 
 /// One attempt at the spare; whether there is one now.
 async fn prepare_once(inner: &Rc<Inner>) -> bool {
-    let prepared = prepare_spare(&inner.dir, inner.opts.segment_size).await;
+    let n = {
+        let mut st = inner.st.borrow_mut();
+        st.next_spare += 1;
+        st.next_spare
+    };
+    let prepared = prepare_spare(&inner.dir, inner.opts.segment_size, n).await;
     let mut st = inner.st.borrow_mut();
     match prepared {
         Ok(file) => {

@@ -35,6 +35,51 @@ pub enum Reply {
     Close,
 }
 
+/// Bytes the response to `request` may take beyond what the request
+/// itself holds in the budget, for the APIs whose answer can be far larger
+/// than their question (a Metadata of every topic, a DescribeConfigs of
+/// thousands of topics, a DescribeLogDirs of every partition). It is
+/// reserved before the answer is built, so building such answers waits
+/// for the memory budget instead of growing past it. Other answers grow
+/// with their request.
+pub fn response_estimate(ctx: &RequestContext, request: &Request) -> usize {
+    const PER_TOPIC: usize = 128;
+    const PER_PARTITION: usize = 48;
+    const PER_CONFIG: usize = 128;
+    let metadata = ctx.shard.metadata();
+    let topic_size = |name: &str| {
+        metadata.topics.get(name).map_or(PER_TOPIC, |t| {
+            PER_TOPIC + t.partitions.len() * PER_PARTITION
+        })
+    };
+    let everything = || -> usize { metadata.topics.keys().map(|n| topic_size(n)).sum() };
+    match request {
+        Request::Metadata(r) => match &r.topics {
+            None => everything(),
+            Some(topics) => topics
+                .iter()
+                .map(|t| {
+                    t.name
+                        .as_ref()
+                        .map_or(PER_TOPIC, |n| topic_size(n.0.as_str()))
+                })
+                .sum(),
+        },
+        Request::DescribeConfigs(r) => {
+            let per_config = PER_CONFIG * if r.include_synonyms { 3 } else { 1 };
+            r.resources.len() * crate::metadata::TOPIC_DEFAULTS.len() * per_config
+        }
+        Request::DescribeLogDirs(r) => match &r.topics {
+            None => everything(),
+            Some(topics) => topics
+                .iter()
+                .map(|t| PER_TOPIC + t.partitions.len() * PER_PARTITION)
+                .sum(),
+        },
+        _ => 0,
+    }
+}
+
 /// Handles one decoded request.
 pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
     let header = &ctx.header;
