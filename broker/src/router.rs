@@ -4,6 +4,8 @@
 
 use std::rc::Rc;
 
+use crate::error::BrokerError;
+use crate::metadata::{Metadata, PartitionKey};
 use crate::shard::Shard;
 use crate::shard_id::ShardId;
 
@@ -75,6 +77,29 @@ pub struct Slot<I, E> {
     pub partition: i32,
     /// Owner and item, or the error.
     pub target: Result<(ShardId, I), E>,
+}
+
+/// The slot of `partition` of the topic named `name` (the `topic`-th of
+/// its request), carrying `item` to the partition's owner, or
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partition_slot<V>(
+    metadata: &Metadata,
+    topic: usize,
+    name: &str,
+    partition: i32,
+    item: V,
+) -> Slot<(PartitionKey, V), BrokerError> {
+    let target = metadata
+        .topics
+        .get(name)
+        .and_then(|t| Some((t.owner(partition)?, PartitionKey::new(t.id, partition))))
+        .map(|(owner, key)| (owner, (key, item)))
+        .ok_or_else(|| BrokerError::UnknownTopicOrPartition("unknown partition".into()));
+    Slot {
+        topic,
+        partition,
+        target,
+    }
 }
 
 /// [`scatter`] over the routable slots; one result per slot, in order,

@@ -243,15 +243,7 @@ pub fn remove_spares(dir: &Path) -> Result<usize> {
 pub async fn prepare_spare(dir: &Path, size: u64, n: u64) -> Result<(Rc<DmaFile>, PathBuf)> {
     let path = dir.join(format!("{SPARE_PREFIX}{n}{SPARE_SUFFIX}"));
     let what = || format!("preparing the spare segment {}", path.display());
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .dma_open(&path)
-        .await
-        .map_err(|e| WalError::io(what(), e))?;
-    check_alignment(&file, &path)?;
+    let file = open_new(&path, what).await?;
     if let Err(e) = file.pre_allocate(size, true).await {
         let _ = std::fs::remove_file(&path);
         return Err(WalError::io(what(), e));
@@ -269,41 +261,34 @@ pub async fn install_spare(
 ) -> Result<Rc<DmaFile>> {
     let path = dir.join(segment_file_name(base));
     let what = || format!("installing {} as {}", from.display(), path.display());
-    let mut block = spare.alloc_dma_buffer(SEGMENT_HEADER_LEN as usize);
-    encode_segment_header(base, block.as_bytes_mut());
-    let written = spare
-        .write_at(block, 0)
-        .await
-        .map_err(|e| WalError::io(what(), e))?;
-    if written as u64 != SEGMENT_HEADER_LEN {
-        return Err(WalError::Failed(format!(
-            "short write of the header of {}",
-            path.display()
-        )));
-    }
-    spare
-        .fdatasync()
-        .await
-        .map_err(|e| WalError::io(what(), e))?;
+    write_header(&spare, base, &path, what).await?;
     std::fs::rename(&from, &path).map_err(|e| WalError::io(what(), e))?;
     sync_dir(dir).await?;
     Ok(spare)
 }
 
-/// Creates the segment starting at `base` in `dir`: writes its header,
-/// syncs the file and the directory. Only then may frames be written to it.
-pub async fn create_segment(dir: &Path, base: u64) -> Result<Rc<DmaFile>> {
-    let path = dir.join(segment_file_name(base));
-    let what = || format!("creating segment {}", path.display());
+/// Opens `path` anew (created or emptied) for direct I/O.
+async fn open_new(path: &Path, what: impl Fn() -> String) -> Result<DmaFile> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .dma_open(&path)
+        .dma_open(path)
         .await
         .map_err(|e| WalError::io(what(), e))?;
-    check_alignment(&file, &path)?;
+    check_alignment(&file, path)?;
+    Ok(file)
+}
+
+/// Writes the header of the segment starting at `base` (to be `path`)
+/// into `file` and syncs it.
+async fn write_header(
+    file: &DmaFile,
+    base: u64,
+    path: &Path,
+    what: impl Fn() -> String,
+) -> Result<()> {
     let mut block = file.alloc_dma_buffer(SEGMENT_HEADER_LEN as usize);
     encode_segment_header(base, block.as_bytes_mut());
     let written = file
@@ -316,9 +301,16 @@ pub async fn create_segment(dir: &Path, base: u64) -> Result<Rc<DmaFile>> {
             path.display()
         )));
     }
-    file.fdatasync()
-        .await
-        .map_err(|e| WalError::io(what(), e))?;
+    file.fdatasync().await.map_err(|e| WalError::io(what(), e))
+}
+
+/// Creates the segment starting at `base` in `dir`: writes its header,
+/// syncs the file and the directory. Only then may frames be written to it.
+pub async fn create_segment(dir: &Path, base: u64) -> Result<Rc<DmaFile>> {
+    let path = dir.join(segment_file_name(base));
+    let what = || format!("creating segment {}", path.display());
+    let file = open_new(&path, what).await?;
+    write_header(&file, base, &path, what).await?;
     sync_dir(dir).await?;
     Ok(Rc::new(file))
 }

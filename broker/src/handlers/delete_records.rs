@@ -13,7 +13,7 @@ use sluice_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteReco
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::PartitionKey;
-use crate::router::{scatter_slots, Slot};
+use crate::router::{partition_slot, scatter_slots, Slot};
 use crate::shard::Shard;
 
 /// Offset -1: everything below the high watermark.
@@ -33,26 +33,13 @@ async fn delete_below(shard: &Shard, key: &PartitionKey, offset: i64) -> Result<
 pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let shard = &ctx.shard;
     let metadata = shard.metadata();
-    let mut slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = Vec::new();
-    for (ti, topic) in request.topics.iter().enumerate() {
-        let found = metadata.topics.get(topic.name.0.as_str());
-        for p in &topic.partitions {
-            let target = match found.and_then(|t| Some((t, t.owner(p.partition_index)?))) {
-                Some((t, owner)) => Ok((
-                    owner,
-                    (PartitionKey::new(t.id, p.partition_index), p.offset),
-                )),
-                None => Err(BrokerError::UnknownTopicOrPartition(
-                    "unknown partition".into(),
-                )),
-            };
-            slots.push(Slot {
-                topic: ti,
-                partition: p.partition_index,
-                target,
-            });
-        }
-    }
+    let slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = request
+        .topics
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, t.name.0.as_str(), p)))
+        .map(|(ti, name, p)| partition_slot(&metadata, ti, name, p.partition_index, p.offset))
+        .collect();
     let answers = scatter_slots(
         shard,
         &slots,

@@ -17,7 +17,7 @@ use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::PartitionKey;
 use crate::record_stream;
-use crate::router::{scatter_slots, Slot};
+use crate::router::{partition_slot, scatter_slots, Slot};
 use crate::shard::Shard;
 
 const LATEST: i64 = -1;
@@ -64,26 +64,13 @@ async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64)
 pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let shard = &ctx.shard;
     let metadata = shard.metadata();
-    let mut slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = Vec::new();
-    for (ti, topic) in request.topics.iter().enumerate() {
-        let found = metadata.topics.get(topic.name.0.as_str());
-        for p in &topic.partitions {
-            let slot = match found.and_then(|t| Some((t, t.owner(p.partition_index)?))) {
-                Some((t, owner)) => Ok((
-                    owner,
-                    (PartitionKey::new(t.id, p.partition_index), p.timestamp),
-                )),
-                None => Err(BrokerError::UnknownTopicOrPartition(
-                    "unknown partition".into(),
-                )),
-            };
-            slots.push(Slot {
-                topic: ti,
-                partition: p.partition_index,
-                target: slot,
-            });
-        }
-    }
+    let slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = request
+        .topics
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, t.name.0.as_str(), p)))
+        .map(|(ti, name, p)| partition_slot(&metadata, ti, name, p.partition_index, p.timestamp))
+        .collect();
     let answers = scatter_slots(
         shard,
         &slots,
