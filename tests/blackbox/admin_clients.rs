@@ -61,3 +61,28 @@ fn topic_configs_delete_records_and_log_dirs_through_admin_clients() {
         Some("0.10.0")
     );
 }
+
+/// A DescribeConfigs resource with an empty key list asks for every
+/// config, as Kafka reads it (and as kafka-protocol's default resource
+/// sends); before, it was answered with no config at all.
+#[test]
+fn an_empty_key_list_describes_every_config() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    let dir = DataDir::new("describe-empty-keys");
+    let broker = Broker::start(dir.path(), 1, &[]);
+    crate::harness::create_topic(&broker, "t", 1, &[("retention.ms", "1000")]);
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(kafka_protocol::protocol::StrBytes::from_static_str("t"))
+            .with_configuration_keys(Some(vec![]))]);
+    let response = crate::raw::RawClient::connect(broker.addr()).call(4, &request);
+    let configs = &response.results[0].configs;
+    assert!(configs.len() > 10, "{configs:?}");
+    let retention = configs.iter().find(|c| c.name.as_str() == "retention.ms");
+    assert_eq!(
+        retention.and_then(|c| c.value.as_ref()).map(|v| v.as_str()),
+        Some("1000")
+    );
+}

@@ -130,10 +130,12 @@ pub fn describe_configs(
         .iter()
         .filter(|res| named.insert((res.resource_type, res.resource_name.clone())))
         .map(|res| {
+            // No list and an empty list both ask for every key, as in
+            // Kafka's ConfigHelper.
             let wanted = |k: &str| {
                 res.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|w| w.as_str() == k))
             };
             let r = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
