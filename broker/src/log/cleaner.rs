@@ -86,15 +86,30 @@ impl Log {
         // segment being written (see `copy_forward`).
         while done.bytes_copied < max_copied && self.over_bound() {
             let segments = self.wal.segments();
-            // The oldest segment, unless it is the one being written.
-            let [_, next, ..] = segments[..] else {
+            // The oldest segment, never the one being written (nor, while
+            // a roll is pending, the one before it).
+            let [oldest, next, _, ..] = segments[..] else {
                 break;
             };
+            if self.cleaner_stuck_at.get() == Some(oldest) {
+                break;
+            }
             if !self.copy_forward(others, next, &mut done).await? {
                 break;
             }
             done.segments_cleaned += 1;
             done.segments_deleted += self.delete_unneeded(others).await?;
+            if self.wal.segments().first() == Some(&oldest) {
+                // An owner still needs the segment after saying what was
+                // live in it: copying it again would only pile up copies.
+                tracing::error!(
+                    shard = self.shard.index(),
+                    segment = oldest,
+                    "a cleaned segment is still needed; the cleaner leaves it"
+                );
+                self.cleaner_stuck_at.set(Some(oldest));
+                break;
+            }
             glommio::yield_if_needed().await;
         }
         if done != Reclaimed::default() {

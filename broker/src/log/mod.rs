@@ -133,6 +133,9 @@ pub struct Log {
     state: RefCell<LogState>,
     fetch_buffer: RefCell<FetchBuffer>,
     data_arrived: Notify,
+    /// A segment the cleaner copied and could still not delete (an owner's
+    /// bug): left alone rather than copied again every pass.
+    cleaner_stuck_at: std::cell::Cell<Option<u64>>,
 }
 
 fn unknown_partition() -> BrokerError {
@@ -149,6 +152,7 @@ impl Log {
             state: RefCell::new(state),
             fetch_buffer: RefCell::new(FetchBuffer::new(fetch_buffer_bytes)),
             data_arrived: Notify::default(),
+            cleaner_stuck_at: std::cell::Cell::new(None),
         }
     }
 
