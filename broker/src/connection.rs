@@ -188,7 +188,9 @@ async fn dispatch(
                 crate::handlers::response_estimate(&ctx, &request).min(memory.limit() / 2);
             let building = match estimate {
                 0 => None,
-                bytes => Some(memory.reserve(bytes).await),
+                // Small ones (a Metadata of a few topics) may use the
+                // headroom steering requests have.
+                bytes => Some(memory.reserve_request(bytes).await),
             };
             Some(
                 glommio::spawn_local(async move {
