@@ -156,10 +156,21 @@ pub fn known_config(key: &str) -> bool {
     TOPIC_DEFAULTS.iter().any(|(k, _)| *k == key)
 }
 
+/// Longest config value kept: what a DescribeConfigs answer of the old
+/// versions (16-bit string lengths) can carry. A longer one, once set,
+/// made every such answer about the topic unencodable (found by the
+/// request fuzzer).
+pub const MAX_CONFIG_VALUE: usize = i16::MAX as usize;
+
 /// Why a config override is refused, or `None`.
 pub fn invalid_config(key: &str, value: &str) -> Option<String> {
     if !known_config(key) {
         return Some(format!("unknown topic config '{key}'"));
+    }
+    if value.len() > MAX_CONFIG_VALUE {
+        return Some(format!(
+            "the value of '{key}' is longer than {MAX_CONFIG_VALUE} bytes, more than every client can read back"
+        ));
     }
     let list = key == "cleanup.policy";
     if value.is_empty()
@@ -300,6 +311,19 @@ pub fn str_bytes(s: &str) -> StrBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_values_are_checked() {
+        assert!(invalid_config("retention.ms", "1000").is_none());
+        assert!(invalid_config("retention.ms", "-2").is_some());
+        assert!(invalid_config("retention.ms", "soon").is_some());
+        assert!(invalid_config("no.such", "1").is_some());
+        assert!(invalid_config("cleanup.policy", "compact,delete").is_none());
+        assert!(invalid_config("cleanup.policy", "compact,shred").is_some());
+        let long = "x".repeat(MAX_CONFIG_VALUE + 1);
+        assert!(invalid_config("message.format.version", &long).is_some());
+        assert!(invalid_config("message.format.version", &long[1..]).is_none());
+    }
 
     #[test]
     fn topics_round_trip_through_the_file() {

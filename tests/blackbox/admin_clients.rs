@@ -86,3 +86,39 @@ fn an_empty_key_list_describes_every_config() {
         Some("1000")
     );
 }
+
+/// Found by the request fuzzer: IncrementalAlterConfigs took a 32 KB
+/// config value, and from then on every DescribeConfigs v0-3 of the topic
+/// (16-bit string lengths) could not be encoded and closed its
+/// connection. Such a value is refused with INVALID_CONFIG.
+#[test]
+fn a_config_value_old_answers_cannot_carry_is_refused() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let dir = DataDir::new("config-value-too-long");
+    let broker = Broker::start(dir.path(), 1, &[]);
+    crate::harness::create_topic(&broker, "t", 1, &[]);
+    let mut client = crate::raw::RawClient::connect(broker.addr());
+    let alter = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("message.format.version"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_string("x".repeat(32_768))))]),
+    ]);
+    let response = client.call(1, &alter);
+    assert_eq!(response.responses[0].error_code, 40, "INVALID_CONFIG");
+    let describe =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("t"))
+            .with_configuration_keys(None)]);
+    let described = client.call(1, &describe);
+    assert_eq!(described.results[0].error_code, 0);
+}
