@@ -55,7 +55,9 @@ pub fn response_estimate(ctx: &RequestContext, request: &Request) -> usize {
     let everything = || -> usize { metadata.topics.keys().map(|n| topic_size(n)).sum() };
     match request {
         Request::Metadata(r) => match &r.topics {
+            // v0 asks for every topic with an empty list.
             None => everything(),
+            Some(topics) if topics.is_empty() && ctx.version() == 0 => everything(),
             Some(topics) => topics
                 .iter()
                 .map(|t| {
