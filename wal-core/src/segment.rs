@@ -245,8 +245,15 @@ pub async fn prepare_spare(dir: &Path, size: u64, n: u64) -> Result<(Rc<DmaFile>
     let what = || format!("preparing the spare segment {}", path.display());
     let file = open_new(&path, what).await?;
     if let Err(e) = file.pre_allocate(size, true).await {
-        let _ = std::fs::remove_file(&path);
-        return Err(WalError::io(what(), e));
+        let e: std::io::Error = e.into();
+        if e.kind() == std::io::ErrorKind::Unsupported {
+            // A file system without fallocate: the spare still does its
+            // renaming, without a reservation.
+            tracing::warn!(path = %path.display(), "no fallocate here: the next segment's space is not reserved");
+        } else {
+            let _ = std::fs::remove_file(&path);
+            return Err(WalError::io(what(), e));
+        }
     }
     Ok((Rc::new(file), path))
 }

@@ -483,7 +483,9 @@ impl Wal {
         bases
     }
 
-    /// Bytes the segments take on disk (they are not preallocated).
+    /// Bytes of log positions from the first segment to the end: what the
+    /// segments hold (their reserved, unwritten tails and the spare not
+    /// counted).
     pub fn disk_bytes(&self) -> u64 {
         let st = self.inner.st.borrow();
         let first = st
