@@ -46,26 +46,37 @@ pub fn response_estimate(ctx: &RequestContext, request: &Request) -> usize {
     const PER_TOPIC: usize = 128;
     const PER_PARTITION: usize = 48;
     const PER_CONFIG: usize = 128;
-    let metadata = ctx.shard.metadata();
-    let topic_size = |name: &str| {
+    // Every request passes here: the metadata snapshot is taken only by
+    // the APIs that look at it.
+    let topic_size = |metadata: &crate::metadata::Metadata, name: &str| {
         metadata.topics.get(name).map_or(PER_TOPIC, |t| {
             PER_TOPIC + t.partitions.len() * PER_PARTITION
         })
     };
-    let everything = || -> usize { metadata.topics.keys().map(|n| topic_size(n)).sum() };
+    let everything = || -> usize {
+        let metadata = ctx.shard.metadata();
+        metadata
+            .topics
+            .keys()
+            .map(|n| topic_size(&metadata, n))
+            .sum()
+    };
     match request {
         Request::Metadata(r) => match &r.topics {
             // v0 asks for every topic with an empty list.
             None => everything(),
             Some(topics) if topics.is_empty() && ctx.version() == 0 => everything(),
-            Some(topics) => topics
-                .iter()
-                .map(|t| {
-                    t.name
-                        .as_ref()
-                        .map_or(PER_TOPIC, |n| topic_size(n.0.as_str()))
-                })
-                .sum(),
+            Some(topics) => {
+                let metadata = ctx.shard.metadata();
+                topics
+                    .iter()
+                    .map(|t| {
+                        t.name
+                            .as_ref()
+                            .map_or(PER_TOPIC, |n| topic_size(&metadata, n.0.as_str()))
+                    })
+                    .sum()
+            }
         },
         Request::DescribeConfigs(r) => {
             let per_config = PER_CONFIG * if r.include_synonyms { 3 } else { 1 };

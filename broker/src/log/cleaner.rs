@@ -188,16 +188,11 @@ impl Log {
                     payload,
                 } => {
                     let appended = self.wal.submit(frame_type, &[&payload])?;
-                    fresh.push((owner, frame_type, payload, appended));
+                    fresh.push((owner, frame_type, Bytes::from(payload), appended));
                 }
             }
         }
-        for (owner, frame_type, payload, appended) in fresh {
-            appended.durable.await?;
-            self.relocated(others, owner, frame_type, &payload, appended.position);
-            done.frames_copied += 1;
-            done.bytes_copied += payload.len() as u64;
-        }
+        self.repoint(others, fresh, done).await?;
         // Stored frames are immutable: read (several at once), copy,
         // repoint, a chunk at a time.
         stored.sort_by_key(|s| s.1);

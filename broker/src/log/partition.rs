@@ -133,26 +133,25 @@ impl Partition {
             None => self.index.first().map_or(self.log_start, |b| b.base_offset),
         };
         let below = self.index.partition_point(|b| b.last_offset < start);
-        self.index.drain(..below);
-        self.log_start = start;
-        self.log_end = self.log_end.max(start);
-        self.high_watermark = self.log_end;
+        let kept = self.index.len() - below;
+        let entries = std::mem::replace(&mut self.index, Vec::with_capacity(kept));
+        let log_end = self.log_end.max(start);
         self.records = 0;
         self.bytes = 0;
         self.times.clear();
         let mut gaps = Vec::new();
         let mut expected = start;
-        let mut latest = i64::MIN;
-        for b in &self.index {
+        // What `push` derives from each batch is derived again, in order.
+        for b in entries.into_iter().skip(below) {
             if b.base_offset > expected {
                 gaps.push((expected, b.base_offset - 1, b.position));
             }
             expected = expected.max(b.last_offset + 1);
-            self.records += (b.last_offset - b.base_offset + 1) as u64;
-            self.bytes += u64::from(b.size);
-            latest = latest.max(b.max_timestamp);
-            self.times.push(latest);
+            self.push(b);
         }
+        self.log_start = start;
+        self.log_end = self.log_end.max(log_end);
+        self.high_watermark = self.log_end;
         gaps
     }
 
