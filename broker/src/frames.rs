@@ -28,30 +28,16 @@ pub struct FrameType {
     pub name: &'static str,
 }
 
-/// What an owner still needs from below a WAL position, to be appended at
-/// the head before that part of the WAL is deleted.
+/// A fresh frame stating the current value of what older frames below a
+/// WAL position held (a group's offsets: copying an old commit frame would
+/// bring back values that later frames replaced), to be appended at the
+/// head before that part of the WAL is deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LiveFrame {
-    /// The frame stored at this position, copied as it is (a record batch
-    /// is immutable: its bytes are still the truth).
-    Stored {
-        /// Where it is now.
-        position: u64,
-        /// The frame type of the copy (replay must know a copy is older
-        /// than the frames before it).
-        copy_as: u8,
-        /// Its payload's length (what copying it costs).
-        bytes: u64,
-    },
-    /// A fresh frame stating the current value of what older frames held
-    /// (a group's offsets: copying an old commit frame would bring back
-    /// values that later frames replaced).
-    Fresh {
-        /// Its frame type.
-        frame_type: u8,
-        /// Its payload.
-        payload: Vec<u8>,
-    },
+pub struct LiveFrame {
+    /// Its frame type.
+    pub frame_type: u8,
+    /// Its payload.
+    pub payload: Vec<u8>,
 }
 
 /// A user of the shard's WAL.
@@ -181,10 +167,9 @@ mod tests {
             self.1
                 .iter()
                 .filter(|p| **p < position)
-                .map(|&position| LiveFrame::Stored {
-                    position,
-                    copy_as: 2,
-                    bytes: 0,
+                .map(|&position| LiveFrame {
+                    frame_type: 2,
+                    payload: position.to_le_bytes().to_vec(),
                 })
                 .collect()
         }
@@ -205,6 +190,7 @@ mod tests {
     fn frame(position: u64, frame_type: u8) -> RecoveredFrame<'static> {
         RecoveredFrame {
             position,
+            segment: 0,
             frame_type,
             payload: b"",
         }

@@ -61,28 +61,32 @@ impl Liveness {
     /// Live (bytes, frames) per segment base.
     fn per_segment(&self, bases: &[u64]) -> BTreeMap<u64, (u64, u64)> {
         let mut live: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-        let mut add = |position: u64, bytes: u64| {
+        let mut add = |position: u64, bytes: u64, frames: u64| {
             let at = bases.partition_point(|b| *b <= position);
             if let Some(base) = at.checked_sub(1).map(|i| bases[i]) {
                 let e = live.entry(base).or_default();
                 e.0 += bytes;
-                e.1 += 1;
+                e.1 += frames;
             }
         };
         for p in self.log.partitions.values() {
-            for b in &p.index {
-                add(b.position, u64::from(b.size) + 20);
+            for c in &p.chunks {
+                add(
+                    c.position,
+                    u64::from(c.bytes) + 20 * u64::from(c.batches),
+                    u64::from(c.batches),
+                );
             }
             if let Some(at) = p.log_start_position {
-                add(at, 28);
+                add(at, 28, 1);
             }
         }
         for g in self.groups.groups.values() {
             for c in g.offsets.values() {
-                add(c.position, 0);
+                add(c.position, 0, 1);
             }
             if let Some(at) = g.generation_position {
-                add(at, 0);
+                add(at, 0, 1);
             }
         }
         live

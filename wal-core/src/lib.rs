@@ -14,7 +14,7 @@ pub mod segment;
 pub mod writer;
 
 pub use error::{Result, WalError};
-pub use reader::ReadFrame;
+pub use reader::{FrameSpan, ReadFrame, SpanFrame};
 pub use recovery::{
     scan, RecoveredFrame, RecoveryMode, RecoveryReport, SegmentReport, SkippedRange, TornTail,
 };

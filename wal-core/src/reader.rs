@@ -26,7 +26,109 @@ impl ReadFrame {
     }
 }
 
+/// The durable frames of a span of one segment, read in one go (a
+/// partition's run of batches among other frames).
+pub struct FrameSpan {
+    /// WAL position of the first byte.
+    start: u64,
+    bytes: Option<ReadResult>,
+}
+
+/// One frame of a [`FrameSpan`]; its checksum is verified by
+/// [`SpanFrame::payload`].
+pub struct SpanFrame<'a> {
+    /// WAL position of the frame.
+    pub position: u64,
+    /// Frame type given at append.
+    pub frame_type: u8,
+    header: FrameHeader,
+    bytes: &'a [u8],
+}
+
+impl SpanFrame<'_> {
+    /// Up to the first `n` bytes of the payload, not verified: to tell
+    /// whether the frame is wanted before paying for its checksum.
+    pub fn peek(&self, n: usize) -> &[u8] {
+        &self.bytes[FRAME_HEADER_LEN..self.bytes.len().min(FRAME_HEADER_LEN + n)]
+    }
+
+    /// The payload as appended, once its checksum is verified.
+    pub fn payload(&self) -> Result<&[u8]> {
+        self.header
+            .verify(self.position, self.bytes)
+            .map_err(|reason| WalError::Invalid(format!("frame at {}: {reason}", self.position)))?;
+        Ok(&self.bytes[FRAME_HEADER_LEN..])
+    }
+}
+
+impl FrameSpan {
+    /// The frames in the span, in position order (padding skipped); an
+    /// `Err` ends it where a header does not parse.
+    pub fn frames(&self) -> impl Iterator<Item = Result<SpanFrame<'_>>> {
+        let buf: &[u8] = self.bytes.as_deref().unwrap_or(&[]);
+        let mut at = 0usize;
+        let mut failed = false;
+        std::iter::from_fn(move || loop {
+            if failed || at + FRAME_HEADER_LEN > buf.len() {
+                return None;
+            }
+            let position = self.start + at as u64;
+            let rest = &buf[at..];
+            let header = match FrameHeader::parse(rest, (rest.len() - FRAME_HEADER_LEN) as u64) {
+                Ok(h) => h,
+                Err(reason) => {
+                    failed = true;
+                    return Some(Err(WalError::Invalid(format!(
+                        "no frame at WAL position {position}: {reason}"
+                    ))));
+                }
+            };
+            let len = FRAME_HEADER_LEN + header.payload_len as usize;
+            at += header.disk_len() as usize;
+            if header.frame_type == FRAME_TYPE_PADDING {
+                continue;
+            }
+            return Some(Ok(SpanFrame {
+                position,
+                frame_type: header.frame_type,
+                header,
+                bytes: &rest[..len],
+            }));
+        })
+    }
+}
+
 impl Wal {
+    /// Reads the durable frames from `position` (a frame's start) up to
+    /// `end` (a frame's end) or the durable position, whichever is lower;
+    /// the span lies in one segment.
+    pub async fn read_span(&self, position: u64, end: u64) -> Result<FrameSpan> {
+        let end = end.min(self.durable_position());
+        if end <= position {
+            return Ok(FrameSpan {
+                start: position,
+                bytes: None,
+            });
+        }
+        let (base, file) = self.segment_for(position).await?;
+        let bytes = file
+            .read_at(position - base, (end - position) as usize)
+            .await
+            .map_err(|e| {
+                WalError::io(
+                    format!(
+                        "reading {}",
+                        self.dir().join(segment_file_name(base)).display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(FrameSpan {
+            start: position,
+            bytes: Some(bytes),
+        })
+    }
+
     /// Reads the durable frame at `position` (as returned by append or
     /// recovery) and verifies its checksum.
     pub async fn read(&self, position: u64) -> Result<ReadFrame> {

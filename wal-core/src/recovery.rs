@@ -40,6 +40,8 @@ pub enum RecoveryMode {
 pub struct RecoveredFrame<'a> {
     /// WAL position of the frame (what [`crate::Wal::read`] takes).
     pub position: u64,
+    /// Base position of the segment it is in.
+    pub segment: u64,
     /// Frame type given at append.
     pub frame_type: u8,
     /// The payload as appended.
@@ -428,6 +430,7 @@ where
                     let frame = bytes.bytes(&span, FRAME_HEADER_LEN + header.payload_len as usize);
                     visitor(RecoveredFrame {
                         position,
+                        segment: segment.base,
                         frame_type: header.frame_type,
                         payload: &frame[FRAME_HEADER_LEN..],
                     });

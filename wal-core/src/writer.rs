@@ -162,6 +162,8 @@ struct State {
 pub struct Appended {
     /// WAL position of the frame.
     pub position: u64,
+    /// Base position of the segment it is in.
+    pub segment: u64,
     /// Bytes the frame occupies on disk.
     pub disk_len: u64,
     /// Resolves when the frame is durable, or fails if the log failed.
@@ -334,7 +336,7 @@ impl Wal {
             )));
         }
         let disk_len = frame_disk_len(payload_len);
-        let position = {
+        let (position, segment) = {
             let mut st = self.inner.st.borrow_mut();
             if let Some(why) = &st.failed {
                 return Err(WalError::Failed(why.clone()));
@@ -396,11 +398,12 @@ impl Wal {
             st.next_pos += disk_len;
             st.stats.frames += 1;
             st.stats.payload_bytes += payload_len as u64;
-            position
+            (position, st.append_segment)
         };
         schedule_flush(&self.inner);
         Ok(Appended {
             position,
+            segment,
             disk_len,
             durable: Durable {
                 inner: self.inner.clone(),

@@ -6,7 +6,7 @@
 //! As a WAL user it replays group records, and knows where the record of
 //! every live value is: an offset or a generation is needed until a newer
 //! record replaces it. To reclaim the WAL below a position, the live values
-//! there are written again as fresh records ([`LiveFrame::Fresh`]), never
+//! there are written again as fresh records ([`LiveFrame`]), never
 //! copied: an old commit record may also hold values replaced since.
 
 use std::collections::HashMap;
@@ -271,7 +271,7 @@ impl FrameOwner for Coordinator {
                     group: g.id.clone(),
                     offsets,
                 };
-                live.push(LiveFrame::Fresh {
+                live.push(LiveFrame {
                     frame_type: GROUP_RECORD.id,
                     payload: record.encode(),
                 });
@@ -282,7 +282,7 @@ impl FrameOwner for Coordinator {
                     generation: g.generation,
                     protocol_type: g.protocol_type.clone(),
                 };
-                live.push(LiveFrame::Fresh {
+                live.push(LiveFrame {
                     frame_type: GROUP_RECORD.id,
                     payload: record.encode(),
                 });
@@ -426,13 +426,10 @@ mod tests {
         );
         let mut head = 10_000;
         for frame in &live {
-            let LiveFrame::Fresh {
+            let LiveFrame {
                 frame_type,
                 payload,
-            } = frame
-            else {
-                panic!("group values are never copied as stored: {frame:?}");
-            };
+            } = frame;
             assert_eq!(*frame_type, GROUP_RECORD.id);
             match GroupRecord::decode(payload).unwrap() {
                 GroupRecord::Commit { group, offsets } => {
@@ -454,9 +451,7 @@ mod tests {
         let metadata = topic_t();
         let mut again = Coordinator::default();
         for (i, frame) in live.iter().enumerate() {
-            if let LiveFrame::Fresh { payload, .. } = frame {
-                again.replay_record(i as u64, payload, &metadata);
-            }
+            again.replay_record(i as u64, &frame.payload, &metadata);
         }
         let g = &again.groups["g"];
         assert_eq!(g.generation, 4);

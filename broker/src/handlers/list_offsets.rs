@@ -31,7 +31,7 @@ async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64)
     match ts {
         LATEST => return Ok((offsets.high_watermark, -1)),
         EARLIEST => return Ok((offsets.log_start, -1)),
-        MAX_TIMESTAMP => return Ok(offsets.max_timestamp.unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => return Ok(log.max_timestamp(key).await?.unwrap_or((-1, -1))),
         t if t < 0 => {
             return Err(BrokerError::InvalidRequest(format!(
                 "timestamp {t} is not a time or a known query"

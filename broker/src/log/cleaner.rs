@@ -22,22 +22,40 @@ use std::cell::RefMut;
 
 use bytes::Bytes;
 
-use super::{Log, READS_IN_FLIGHT};
+use sluice_wal_core::Durable;
+
+use super::frame::{batch_frame_header, RELOCATED_BATCH};
+use super::{batches_in, BatchEntry, Chunk, Log, PartitionKey};
 use crate::error::BrokerError;
-use crate::frames::{FrameOwner, LiveFrame};
+use crate::frames::FrameOwner;
 
 /// On a full disk, what copying forward must leave of the segment being
 /// written (for the frames of retention and DeleteRecords).
 const FULL_DISK_MARGIN: u64 = 64 << 10;
 
-/// Copies of stored frames held in memory at once while cleaning.
+/// Bytes copied before the index is pointed at them (and the copies'
+/// memory freed).
 const COPY_CHUNK_BYTES: usize = 16 << 20;
+
+/// Chunk spans read at once while cleaning.
+const CHUNK_READS_IN_FLIGHT: usize = 8;
 
 /// Another user of the shard's WAL (the group coordinator), reached
 /// through its shard-local cell.
 pub trait WalUser {
     /// Its frame owner, borrowed for one synchronous step.
     fn frames(&self) -> RefMut<'_, dyn FrameOwner>;
+}
+
+/// A chunk's batches written again at the head, not yet durable.
+struct CopiedChunk {
+    key: PartitionKey,
+    /// The chunk as it was when read.
+    old: Chunk,
+    /// Each batch at its new position, with the segment it is in.
+    copies: Vec<(BatchEntry, u64)>,
+    /// Resolves when the last copy (so every copy) is durable.
+    durable: Durable,
 }
 
 /// What one pass of the cleaner did.
@@ -65,7 +83,7 @@ impl Log {
         state
             .partitions
             .values()
-            .map(|p| p.bytes + 64 * p.index.len() as u64)
+            .map(|p| p.bytes + 64 * p.batches)
             .sum()
     }
 
@@ -164,76 +182,115 @@ impl Log {
         for (owner, frames) in owners.enumerate() {
             live.extend(frames.live_below(position).into_iter().map(|f| (owner, f)));
         }
+        let chunks = self.state.borrow().chunks_below(position);
         if let Some(left) = self.wal.headroom() {
-            let needed: u64 = live
+            let fresh: u64 = live.iter().map(|(_, f)| f.payload.len() as u64 + 64).sum();
+            let batches: u64 = chunks
                 .iter()
-                .map(|(_, f)| match f {
-                    LiveFrame::Stored { bytes, .. } => bytes + 64,
-                    LiveFrame::Fresh { payload, .. } => payload.len() as u64 + 64,
-                })
+                .map(|(_, c)| u64::from(c.bytes) + 64 * u64::from(c.batches))
                 .sum();
-            if needed + FULL_DISK_MARGIN > left {
+            if fresh + batches + FULL_DISK_MARGIN > left {
                 return Ok(false);
             }
         }
-        let mut stored: Vec<(usize, u64, u8)> = Vec::new();
         let mut fresh = Vec::new();
         for (owner, frame) in live {
-            match frame {
-                LiveFrame::Stored {
-                    position, copy_as, ..
-                } => stored.push((owner, position, copy_as)),
-                LiveFrame::Fresh {
-                    frame_type,
-                    payload,
-                } => {
-                    let appended = self.wal.submit(frame_type, &[&payload])?;
-                    fresh.push((owner, frame_type, Bytes::from(payload), appended));
-                }
-            }
+            let appended = self.wal.submit(frame.frame_type, &[&frame.payload])?;
+            fresh.push((
+                owner,
+                frame.frame_type,
+                Bytes::from(frame.payload),
+                appended,
+            ));
         }
         self.repoint(others, fresh, done).await?;
-        // Stored frames are immutable: read (several at once), copy,
-        // repoint, a chunk at a time.
-        stored.sort_by_key(|s| s.1);
-        let mut chunk: Vec<(usize, u8, Bytes, sluice_wal_core::Appended)> = Vec::new();
-        let mut chunk_bytes = 0;
-        for window in stored.chunks(READS_IN_FLIGHT) {
+        // Batches are immutable: each chunk's span is read (several at
+        // once), its batches copied in one step (so they stay a run), and
+        // the chunk replaced by its copies once they are durable.
+        let mut copied: Vec<CopiedChunk> = Vec::new();
+        let mut copied_bytes = 0;
+        for window in chunks.chunks(CHUNK_READS_IN_FLIGHT) {
             let reads: Vec<_> = window
                 .iter()
-                .map(|&(_, at, _)| {
-                    let wal = self.wal.clone();
-                    glommio::spawn_local(async move {
-                        wal.read(at)
-                            .await
-                            .map(|frame| Bytes::copy_from_slice(frame.payload()))
-                    })
+                .map(|(_, c)| {
+                    let (wal, c) = (self.wal.clone(), *c);
+                    glommio::spawn_local(async move { wal.read_span(c.position, c.end()).await })
                 })
                 .collect();
-            for (&(owner, _, copy_as), read) in window.iter().zip(reads) {
-                let payload = read.await?;
-                chunk_bytes += payload.len();
-                let appended = self.wal.submit(copy_as, &[&payload])?;
-                chunk.push((owner, copy_as, payload, appended));
+            for ((key, chunk), read) in window.iter().zip(reads) {
+                let span = read.await?;
+                let header = batch_frame_header(key);
+                let mut copies = Vec::with_capacity(chunk.batches as usize);
+                let mut last = None;
+                // Batches the log start passed (or a deleted partition's) are
+                // not copied.
+                let log_start = self
+                    .state
+                    .borrow()
+                    .partitions
+                    .get(key)
+                    .map_or(i64::MAX, |p| p.log_start);
+                for (entry, batch) in batches_in(&span, key, chunk)? {
+                    if entry.last_offset < log_start {
+                        continue;
+                    }
+                    let appended = self.wal.submit(RELOCATED_BATCH.id, &[&header, &batch])?;
+                    copied_bytes += batch.len();
+                    done.frames_copied += 1;
+                    done.bytes_copied += batch.len() as u64;
+                    copies.push((
+                        BatchEntry {
+                            position: appended.position,
+                            ..entry
+                        },
+                        appended.segment,
+                    ));
+                    last = Some(appended.durable);
+                }
+                if let Some(durable) = last {
+                    copied.push(CopiedChunk {
+                        key: *key,
+                        old: *chunk,
+                        copies,
+                        durable,
+                    });
+                }
             }
-            if chunk_bytes >= COPY_CHUNK_BYTES {
-                self.repoint(others, std::mem::take(&mut chunk), done)
-                    .await?;
-                chunk_bytes = 0;
+            if copied_bytes >= COPY_CHUNK_BYTES {
+                self.replace_chunks(std::mem::take(&mut copied)).await?;
+                copied_bytes = 0;
             }
         }
-        self.repoint(others, chunk, done).await?;
+        self.replace_chunks(copied).await?;
         Ok(true)
     }
 
-    /// Waits until the copies are durable, then repoints their owners.
+    /// Waits until the copies are durable, then points the index at them.
+    async fn replace_chunks(&self, copied: Vec<CopiedChunk>) -> Result<(), BrokerError> {
+        for CopiedChunk {
+            key,
+            old,
+            copies,
+            durable,
+        } in copied
+        {
+            durable.await?;
+            if let Some(p) = self.state.borrow_mut().partitions.get_mut(&key) {
+                p.replace_chunk(&old, &copies);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the restated frames are durable, then repoints their
+    /// owners.
     async fn repoint(
         &self,
         others: &[&dyn WalUser],
-        chunk: Vec<(usize, u8, Bytes, sluice_wal_core::Appended)>,
+        fresh: Vec<(usize, u8, Bytes, sluice_wal_core::Appended)>,
         done: &mut Reclaimed,
     ) -> Result<(), BrokerError> {
-        for (owner, frame_type, payload, appended) in chunk {
+        for (owner, frame_type, payload, appended) in fresh {
             appended.durable.await?;
             self.relocated(others, owner, frame_type, &payload, appended.position);
             done.frames_copied += 1;

@@ -55,9 +55,12 @@ impl FetchBuffer {
         }
     }
 
-    /// The batch starting at `base_offset`, if still buffered.
-    pub fn get(&self, key: &PartitionKey, base_offset: i64) -> Option<Bytes> {
-        self.batches.get(key)?.get(&base_offset).cloned()
+    /// The buffered batch holding `offset`, with its last offset.
+    pub fn containing(&self, key: &PartitionKey, offset: i64) -> Option<(i64, Bytes)> {
+        let (base, batch) = self.batches.get(key)?.range(..=offset).next_back()?;
+        let delta = batch.get(23..27)?;
+        let last = base + i64::from(i32::from_be_bytes(delta.try_into().ok()?));
+        (last >= offset).then(|| (last, batch.clone()))
     }
 
     /// Drops every batch of a partition (its topic was deleted).
@@ -85,9 +88,21 @@ mod tests {
             b.insert(k, base, Bytes::from(vec![0u8; 100]));
         }
         assert!(b.used() <= 250);
-        assert!(b.get(&k, 0).is_none());
-        assert!(b.get(&k, 4).is_some());
+        assert!(b.containing(&k, 0).is_none());
+        assert!(b.containing(&k, 4).is_some());
         b.forget(&k);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_batch_is_found_by_any_of_its_offsets() {
+        let mut b = FetchBuffer::new(1000);
+        let k = PartitionKey::new([1; 16], 0);
+        let mut batch = vec![0u8; 100];
+        batch[23..27].copy_from_slice(&2i32.to_be_bytes()); // offsets 10..=12
+        b.insert(k, 10, Bytes::from(batch));
+        assert_eq!(b.containing(&k, 9), None);
+        assert_eq!(b.containing(&k, 12).map(|(last, _)| last), Some(12));
+        assert_eq!(b.containing(&k, 13), None);
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::record_batch::{produce_batch, set_base_offset, set_log_append_time};
+use sluice_protocol::RecordBatch;
 use sluice_wal_core::{Durable, Wal};
 
 use crate::error::BrokerError;
@@ -35,8 +36,11 @@ use crate::metadata::{Metadata, Topic};
 use crate::notify::Notify;
 use crate::shard_id::ShardId;
 pub use fetch_buffer::FetchBuffer;
-use frame::{batch_frame_header, encode_log_start, parse_batch_frame, LOG_START, RECORD_BATCH};
-pub use partition::{BatchEntry, Partition, PartitionKey};
+use frame::{
+    batch_frame_header, encode_log_start, parse_batch_frame, BATCH_FRAME_HEADER, LOG_START,
+    RECORD_BATCH, RELOCATED_BATCH,
+};
+pub use partition::{BatchEntry, Chunk, Partition, PartitionKey};
 use producers::{ProducerBatch, SequenceCheck};
 pub use state::LogState;
 
@@ -45,9 +49,6 @@ pub use state::LogState;
 /// DeleteRecords must always be able to say what can go, or space could
 /// never be freed.
 const FREEING_RESERVE: u64 = 1 << 20;
-
-/// WAL reads of one partition's fetch in flight at once.
-const READS_IN_FLIGHT: usize = 32;
 
 /// How a topic wants its batches appended.
 #[derive(Debug, Clone, Copy)]
@@ -120,8 +121,6 @@ pub struct Offsets {
     pub log_start: i64,
     /// Every offset below it is durable and visible.
     pub high_watermark: i64,
-    /// Offset and timestamp of the batch with the largest timestamp.
-    pub max_timestamp: Option<(i64, i64)>,
     /// Bytes of the batches it holds (DescribeLogDirs, retention.bytes).
     pub bytes: u64,
 }
@@ -217,13 +216,16 @@ impl Log {
         let appended = self
             .wal
             .submit(RECORD_BATCH.id, &[&batch_frame_header(&key), &bytes])?;
-        partition.push(BatchEntry {
-            base_offset,
-            last_offset: base_offset + count - 1,
-            position: appended.position,
-            size: bytes.len() as u32,
-            max_timestamp,
-        });
+        partition.push(
+            BatchEntry {
+                base_offset,
+                last_offset: base_offset + count - 1,
+                position: appended.position,
+                size: bytes.len() as u32,
+                max_timestamp,
+            },
+            appended.segment,
+        );
         let log_start = partition.log_start;
         if let Some(pb) = &producer {
             state.producers.record(key, pb, base_offset, Instant::now());
@@ -261,11 +263,10 @@ impl Log {
     }
 
     /// Reads whole batches from `range.offset` up to `range.max_bytes`
-    /// (see [`ReadRange::first_batch_always`]), from the fetch buffer or
-    /// the WAL.
+    /// (see [`ReadRange::first_batch_always`]), from the fetch buffer or,
+    /// chunk by chunk, from the WAL.
     pub async fn read(self: &Rc<Self>, range: ReadRange) -> Result<Fetched, BrokerError> {
-        // Which batches, decided without awaiting.
-        let (batches, high_watermark, log_start) = {
+        let (high_watermark, log_start) = {
             let state = self.state.borrow();
             let p = state
                 .partitions
@@ -278,50 +279,71 @@ impl Log {
                     high_watermark: p.high_watermark,
                 });
             }
-            let mut batches = Vec::new();
-            let mut total = 0usize;
-            for entry in &p.index[p.batch_at(range.offset)..] {
-                let may_exceed = total == 0 && range.first_batch_always;
-                if entry.base_offset >= p.high_watermark
-                    || (!may_exceed && total + entry.size as usize > range.max_bytes)
-                {
+            (p.high_watermark, p.log_start)
+        };
+        let mut batches: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut next = range.offset;
+        // Whether a batch of `size` bytes still fits the limit.
+        let fits = |total: usize, size: usize| {
+            (total == 0 && range.first_batch_always) || total + size <= range.max_bytes
+        };
+        'read: while next < high_watermark {
+            let buffered = self.fetch_buffer.borrow().containing(&range.key, next);
+            if let Some((last, bytes)) = buffered {
+                if !fits(total, bytes.len()) {
                     break;
                 }
-                total += entry.size as usize;
-                batches.push(*entry);
+                total += bytes.len();
+                batches.push(bytes);
+                next = last + 1;
+                continue;
             }
-            (batches, p.high_watermark, p.log_start)
-        };
-        let mut records = BytesMut::new();
-        let mut single = None;
-        // Batches not in the fetch buffer are read from the WAL up to
-        // READS_IN_FLIGHT at a time (each read alone waits for the disk).
-        for window in batches.chunks(READS_IN_FLIGHT) {
-            let reads: Vec<_> = window
-                .iter()
-                .map(|entry| {
-                    self.buffered_batch(&range.key, entry).ok_or_else(|| {
-                        let (log, key, entry) = (self.clone(), range.key, *entry);
-                        glommio::spawn_local(async move { log.read_batch(&key, &entry).await })
-                    })
-                })
-                .collect();
-            for r in reads {
-                let bytes = match r {
-                    Ok(bytes) => bytes,
-                    Err(reading) => reading.await?,
-                };
-                if batches.len() == 1 {
-                    single = Some(bytes);
-                } else {
-                    records.extend_from_slice(&bytes);
+            let chunk = {
+                let state = self.state.borrow();
+                let p = state
+                    .partitions
+                    .get(&range.key)
+                    .ok_or_else(unknown_partition)?;
+                match p.chunks.get(p.chunk_at(next)) {
+                    Some(c) if c.base_offset <= next => *c,
+                    // Trimmed meanwhile: what was read so far is the answer.
+                    _ => break,
                 }
+            };
+            let found = self.read_chunk(&range.key, &chunk).await?;
+            let before = next;
+            for (entry, bytes) in found {
+                if entry.last_offset < next {
+                    continue;
+                }
+                if entry.base_offset >= high_watermark || !fits(total, bytes.len()) {
+                    break 'read;
+                }
+                total += bytes.len();
+                batches.push(bytes);
+                next = entry.last_offset + 1;
             }
+            if next == before {
+                return Err(BrokerError::Storage(format!(
+                    "offset {next} is not in the chunk at WAL position {} where the index says",
+                    chunk.position
+                )));
+            }
+            glommio::yield_if_needed().await;
         }
+        let records = match batches.len() {
+            1 => batches.pop().expect("one batch"),
+            _ => {
+                let mut all = BytesMut::with_capacity(total);
+                batches.iter().for_each(|b| all.extend_from_slice(b));
+                all.freeze()
+            }
+        };
         Ok(Fetched {
             high_watermark,
             log_start,
-            records: single.unwrap_or_else(|| records.freeze()),
+            records,
         })
     }
 
@@ -399,14 +421,13 @@ impl Log {
         }
     }
 
-    /// The partition's log start, high watermark and largest timestamp.
+    /// The partition's log start, high watermark and size.
     pub fn offsets(&self, key: &PartitionKey) -> Result<Offsets, BrokerError> {
         let state = self.state.borrow();
         let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
         Ok(Offsets {
             log_start: p.log_start,
             high_watermark: p.high_watermark,
-            max_timestamp: p.max_timestamp(),
             bytes: p.bytes,
         })
     }
@@ -418,19 +439,67 @@ impl Log {
         key: &PartitionKey,
         ts: i64,
     ) -> Result<Option<(BatchEntry, Bytes)>, BrokerError> {
-        let entry = {
-            let state = self.state.borrow();
-            let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
-            match p.batch_for_time(ts) {
-                Some(entry) => entry,
-                None => return Ok(None),
+        let chunk = self.partition(key, |p| p.chunk_for_time(ts))?;
+        self.first_in_chunk(key, chunk, |b| b.max_timestamp >= ts)
+            .await
+    }
+
+    /// Offset and timestamp of the first batch holding the largest
+    /// timestamp (ListOffsets' max timestamp), if any batch is visible.
+    pub async fn max_timestamp(
+        &self,
+        key: &PartitionKey,
+    ) -> Result<Option<(i64, i64)>, BrokerError> {
+        let (best, partial) = self.partition(key, |p| p.max_timestamp_chunks())?;
+        let max = best.map(|c| c.max_timestamp);
+        let whole = self
+            .first_in_chunk(key, best, |b| Some(b.max_timestamp) == max)
+            .await?;
+        let mut found = whole.map(|(b, _)| b);
+        if let Some(chunk) = partial {
+            let high_watermark = self.partition(key, |p| p.high_watermark)?;
+            for (b, _) in self.read_chunk(key, &chunk).await? {
+                if b.base_offset >= high_watermark {
+                    break;
+                }
+                if found.is_none_or(|f| b.max_timestamp > f.max_timestamp) {
+                    found = Some(b);
+                }
             }
+        }
+        Ok(found.map(|b| (b.base_offset, b.max_timestamp)))
+    }
+
+    /// The first visible batch of `chunk` that `wanted` picks.
+    async fn first_in_chunk(
+        &self,
+        key: &PartitionKey,
+        chunk: Option<Chunk>,
+        wanted: impl Fn(&BatchEntry) -> bool,
+    ) -> Result<Option<(BatchEntry, Bytes)>, BrokerError> {
+        let Some(chunk) = chunk else {
+            return Ok(None);
         };
-        let bytes = match self.buffered_batch(key, &entry) {
-            Some(bytes) => bytes,
-            None => self.read_batch(key, &entry).await?,
-        };
-        Ok(Some((entry, bytes)))
+        let high_watermark = self.partition(key, |p| p.high_watermark)?;
+        Ok(self
+            .read_chunk(key, &chunk)
+            .await?
+            .into_iter()
+            .take_while(|(b, _)| b.base_offset < high_watermark)
+            .find(|(b, _)| wanted(b)))
+    }
+
+    /// What `f` says of the partition.
+    fn partition<T>(
+        &self,
+        key: &PartitionKey,
+        f: impl FnOnce(&Partition) -> T,
+    ) -> Result<T, BrokerError> {
+        let state = self.state.borrow();
+        Ok(f(state
+            .partitions
+            .get(key)
+            .ok_or_else(unknown_partition)?))
     }
 
     /// Moves the partition's log start up to `offset` (at most the high
@@ -558,64 +627,83 @@ impl Log {
         self.state.borrow_mut().producers.expire(now, max_idle)
     }
 
-    /// The batch's bytes if the fetch buffer still holds them.
-    fn buffered_batch(&self, key: &PartitionKey, entry: &BatchEntry) -> Option<Bytes> {
-        self.fetch_buffer.borrow().get(key, entry.base_offset)
-    }
-
-    /// Reads the batch from the WAL (checksum verified) and checks it
-    /// against the index.
-    async fn read_batch(
+    /// The durable batches of `chunk`, in offset order, with their bytes:
+    /// its WAL span read in one go, the other partitions' frames skipped,
+    /// each batch's checksum verified. Where the cleaner moved the chunk
+    /// meanwhile, it is read where it is now.
+    async fn read_chunk(
         &self,
         key: &PartitionKey,
-        entry: &BatchEntry,
-    ) -> Result<Bytes, BrokerError> {
-        let mut position = entry.position;
-        let frame = match self.wal.read(position).await {
-            Ok(frame) => frame,
-            // The cleaner may have copied the batch forward and deleted
-            // its segment since the index was read: read it where it is
-            // now, or say it is gone if retention took it meanwhile.
+        chunk: &Chunk,
+    ) -> Result<Vec<(BatchEntry, Bytes)>, BrokerError> {
+        let span = match self.wal.read_span(chunk.position, chunk.end()).await {
+            Ok(span) => span,
             Err(e) => {
-                let now = {
-                    let state = self.state.borrow();
-                    let p = state.partitions.get(key).ok_or_else(unknown_partition)?;
-                    let at = p.batch_at(entry.base_offset);
-                    match p
-                        .index
-                        .get(at)
-                        .filter(|b| b.base_offset == entry.base_offset)
-                    {
-                        Some(b) => b.position,
-                        None => {
-                            return Err(BrokerError::OffsetOutOfRange {
-                                offset: entry.base_offset,
-                                log_start: p.log_start,
-                                high_watermark: p.high_watermark,
-                            })
-                        }
-                    }
-                };
-                if now == position {
+                let now = self.partition(key, |p| {
+                    p.chunks
+                        .get(p.chunk_at(chunk.base_offset))
+                        .copied()
+                        .filter(|c| c.base_offset <= chunk.base_offset)
+                        .ok_or(BrokerError::OffsetOutOfRange {
+                            offset: chunk.base_offset,
+                            log_start: p.log_start,
+                            high_watermark: p.high_watermark,
+                        })
+                })??;
+                if now.position == chunk.position {
                     return Err(e.into());
                 }
-                position = now;
-                self.wal.read(position).await?
+                return Box::pin(self.read_chunk(key, &now)).await;
             }
         };
-        let (stored_key, batch) = parse_batch_frame(frame.payload()).ok_or_else(|| {
-            BrokerError::Storage(format!("WAL position {position} is not a batch"))
-        })?;
-        let stored_base = batch
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_be_bytes);
-        if &stored_key != key || stored_base != Some(entry.base_offset) {
-            return Err(BrokerError::Storage(format!(
-                "WAL position {position} holds another batch than the index says (offset {})",
-                entry.base_offset
-            )));
-        }
-        Ok(Bytes::copy_from_slice(batch))
+        batches_in(&span, key, chunk)
     }
+}
+
+/// The batches of `chunk` in `span` (its WAL span, read), in offset order,
+/// with their bytes: the other partitions' frames are skipped, and each
+/// batch's checksum verified.
+fn batches_in(
+    span: &sluice_wal_core::FrameSpan,
+    key: &PartitionKey,
+    chunk: &Chunk,
+) -> Result<Vec<(BatchEntry, Bytes)>, BrokerError> {
+    let mut found = Vec::with_capacity(chunk.batches as usize);
+    let mut expected = chunk.base_offset;
+    for frame in span.frames() {
+        let frame = frame?;
+        if frame.frame_type != RECORD_BATCH.id && frame.frame_type != RELOCATED_BATCH.id {
+            continue;
+        }
+        // Which partition and offset, before paying for the checksum.
+        let head = frame.peek(BATCH_FRAME_HEADER + 8);
+        let ours = parse_batch_frame(head).is_some_and(|(k, batch)| {
+            &k == key && batch.get(..8) == Some(&expected.to_be_bytes()[..])
+        });
+        if !ours {
+            continue;
+        }
+        let (_, batch) = parse_batch_frame(frame.payload()?).ok_or_else(|| {
+            BrokerError::Storage(format!("WAL position {} is not a batch", frame.position))
+        })?;
+        let parsed = RecordBatch::parse(batch).map_err(|e| {
+            BrokerError::Storage(format!(
+                "the batch at WAL position {} does not parse: {e}",
+                frame.position
+            ))
+        })?;
+        let entry = BatchEntry {
+            base_offset: expected,
+            last_offset: parsed.last_offset(),
+            position: frame.position,
+            size: batch.len() as u32,
+            max_timestamp: parsed.max_timestamp(),
+        };
+        found.push((entry, Bytes::copy_from_slice(batch)));
+        expected = entry.last_offset + 1;
+        if expected > chunk.last_offset {
+            break;
+        }
+    }
+    Ok(found)
 }

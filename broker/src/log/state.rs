@@ -12,7 +12,7 @@ use sluice_wal_core::RecoveredFrame;
 use super::frame::{
     encode_log_start, parse_batch_frame, parse_log_start, LOG_START, RECORD_BATCH, RELOCATED_BATCH,
 };
-use super::partition::{BatchEntry, Partition, PartitionKey};
+use super::partition::{BatchEntry, Chunk, Partition, PartitionKey};
 use super::producers::{ProducerBatch, ProducerStates};
 use crate::frames::{FrameOwner, FrameType, LiveFrame};
 use crate::metadata::Metadata;
@@ -73,14 +73,9 @@ impl LogState {
         }
     }
 
-    fn replay_batch(
-        &mut self,
-        position: u64,
-        payload: &[u8],
-        metadata: &Metadata,
-        relocated: bool,
-    ) {
-        let Some((key, batch)) = parse_batch_frame(payload) else {
+    fn replay_batch(&mut self, frame: &RecoveredFrame<'_>, metadata: &Metadata, relocated: bool) {
+        let position = frame.position;
+        let Some((key, batch)) = parse_batch_frame(frame.payload) else {
             self.skipped_invalid += 1;
             tracing::warn!(position, "short record-batch frame skipped");
             return;
@@ -110,17 +105,28 @@ impl LogState {
             );
             return;
         }
-        partition.replay_batch(BatchEntry {
-            base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
-            position,
-            size: batch.size() as u32,
-            max_timestamp: batch.max_timestamp(),
-        });
+        partition.replay_batch(
+            BatchEntry {
+                base_offset: batch.base_offset(),
+                last_offset: batch.last_offset(),
+                position,
+                size: batch.size() as u32,
+                max_timestamp: batch.max_timestamp(),
+            },
+            frame.segment,
+        );
         if let Some(pb) = ProducerBatch::of(&batch) {
             self.producers
                 .record_replayed(key, &pb, batch.base_offset(), Instant::now());
         }
+    }
+
+    /// Every chunk in segments below `position`, with its partition.
+    pub fn chunks_below(&self, position: u64) -> Vec<(PartitionKey, Chunk)> {
+        self.partitions
+            .iter()
+            .flat_map(|(key, p)| p.chunks_below(position).map(|c| (*key, *c)))
+            .collect()
     }
 
     fn replay_log_start(&mut self, position: u64, payload: &[u8], metadata: &Metadata) {
@@ -145,15 +151,17 @@ impl LogState {
             .values()
             .map(|t| (t.id, t.name.as_str()))
             .collect();
-        let mut records = 0;
+        let (mut records, mut index_bytes) = (0, 0);
         for (key, p) in &self.partitions {
             records += p.records;
+            index_bytes += p.index_bytes();
             tracing::debug!(
                 shard = self.shard.index(),
                 topic = names.get(&key.topic_id).copied().unwrap_or("?"),
                 partition = key.partition,
                 records = p.records,
-                batches = p.index.len(),
+                batches = p.batches,
+                chunks = p.chunks.len(),
                 first_offset = p.log_start,
                 last_offset = p.log_end - 1,
                 "recovered"
@@ -163,6 +171,7 @@ impl LogState {
             shard = self.shard.index(),
             partitions = self.partitions.len(),
             records,
+            index_bytes,
             skipped_deleted = self.skipped_deleted,
             skipped_invalid = self.skipped_invalid,
             "recovery replayed"
@@ -180,7 +189,7 @@ impl FrameOwner for LogState {
         if frame.frame_type == LOG_START.id {
             self.replay_log_start(frame.position, frame.payload, metadata);
         } else {
-            self.replay_batch(frame.position, frame.payload, metadata, relocated);
+            self.replay_batch(frame, metadata, relocated);
         }
     }
 
@@ -193,50 +202,29 @@ impl FrameOwner for LogState {
             .min()
     }
 
-    /// Batches below `position` are copied as stored (as relocated
-    /// batches); a log start set by a frame below it is stated again.
+    /// A log start set by a frame below `position` is stated again. The
+    /// batches there are copied by the cleaner chunk by chunk
+    /// ([`LogState::chunks_below`]): finding them means reading the WAL.
     fn live_below(&self, position: u64) -> Vec<LiveFrame> {
-        let mut live = Vec::new();
-        for (key, p) in &self.partitions {
-            if p.log_start_position.is_some_and(|at| at < position) {
-                live.push(LiveFrame::Fresh {
-                    frame_type: LOG_START.id,
-                    payload: encode_log_start(key, p.log_start).to_vec(),
-                });
-            }
-            live.extend(p.index.iter().filter(|b| b.position < position).map(|b| {
-                LiveFrame::Stored {
-                    position: b.position,
-                    copy_as: RELOCATED_BATCH.id,
-                    bytes: (super::frame::BATCH_FRAME_HEADER as u32 + b.size).into(),
-                }
-            }));
-        }
-        live
+        self.partitions
+            .iter()
+            .filter(|(_, p)| p.log_start_position.is_some_and(|at| at < position))
+            .map(|(key, p)| LiveFrame {
+                frame_type: LOG_START.id,
+                payload: encode_log_start(key, p.log_start).to_vec(),
+            })
+            .collect()
     }
 
     fn relocated(&mut self, frame_type: u8, payload: &[u8], position: u64) {
-        if frame_type == LOG_START.id {
-            if let Some((key, log_start)) = parse_log_start(payload) {
-                if let Some(p) = self.partitions.get_mut(&key) {
-                    if p.log_start == log_start {
-                        p.log_start_position = Some(position);
-                    }
-                }
-            }
+        if frame_type != LOG_START.id {
             return;
         }
-        let Some((key, batch)) = parse_batch_frame(payload) else {
-            return;
-        };
-        let Some(base) = batch.get(..8).and_then(|b| b.try_into().ok()) else {
-            return;
-        };
-        let base = i64::from_be_bytes(base);
-        if let Some(p) = self.partitions.get_mut(&key) {
-            let at = p.batch_at(base);
-            if let Some(entry) = p.index.get_mut(at).filter(|e| e.base_offset == base) {
-                entry.position = position;
+        if let Some((key, log_start)) = parse_log_start(payload) {
+            if let Some(p) = self.partitions.get_mut(&key) {
+                if p.log_start == log_start {
+                    p.log_start_position = Some(position);
+                }
             }
         }
     }
@@ -280,9 +268,12 @@ mod tests {
         payload
     }
 
+    /// Replays a frame at `position`, in the segment of the 4 KiB block
+    /// it is in.
     fn replay(state: &mut LogState, position: u64, frame_type: u8, payload: &[u8]) {
         let frame = RecoveredFrame {
             position,
+            segment: position / 4096 * 4096,
             frame_type,
             payload,
         };
@@ -305,38 +296,34 @@ mod tests {
     }
 
     #[test]
-    fn a_trimmed_log_needs_its_log_start_frame_and_the_batches_it_serves() {
+    fn a_trimmed_log_needs_its_log_start_frame_and_the_chunks_it_serves() {
         let key = PartitionKey::new(TOPIC, 0);
         let mut s = LogState::new(ShardId::new(0));
-        for (i, position) in [4096u64, 4224, 4352].into_iter().enumerate() {
+        for (i, position) in [4096u64, 4224, 8192, 8320].into_iter().enumerate() {
             replay(&mut s, position, RECORD_BATCH.id, &batch_frame(0, i as i64));
         }
-        replay(&mut s, 8192, LOG_START.id, &encode_log_start(&key, 2));
+        replay(&mut s, 12288, LOG_START.id, &encode_log_start(&key, 3));
         s.finish_replay();
         let p = &s.partitions[&key];
-        assert_eq!((p.log_start, p.index.len()), (2, 1));
-        assert_eq!(s.lowest_needed_position(), Some(4352));
-        // Below 5000: the one batch still served. Below 9000: the log start too.
+        // The chunk holding offset 3 stays whole.
+        assert_eq!((p.log_start, p.chunks.len(), p.batches), (3, 1, 2));
+        assert_eq!(s.lowest_needed_position(), Some(8192));
+        // Below 12288: the chunk still served. Below 16384: the log start too.
+        assert!(s.live_below(12288).is_empty());
+        assert_eq!(s.chunks_below(12288).len(), 1);
+        assert!(s.chunks_below(8192).is_empty());
+        let live = s.live_below(16384);
         assert_eq!(
-            s.live_below(5000),
-            [LiveFrame::Stored {
-                position: 4352,
-                copy_as: RELOCATED_BATCH.id,
-                bytes: 81
+            live,
+            [LiveFrame {
+                frame_type: LOG_START.id,
+                payload: encode_log_start(&key, 3).to_vec()
             }]
         );
-        let live = s.live_below(9000);
-        assert_eq!(live.len(), 2);
-        assert!(live.contains(&LiveFrame::Fresh {
-            frame_type: LOG_START.id,
-            payload: encode_log_start(&key, 2).to_vec()
-        }));
-        // Copied to the head: the index and the log start follow.
-        s.relocated(RECORD_BATCH.id, &batch_frame(0, 2), 20_000);
-        s.relocated(LOG_START.id, &encode_log_start(&key, 2), 20_128);
-        assert_eq!(s.partitions[&key].index[0].position, 20_000);
-        assert_eq!(s.lowest_needed_position(), Some(20_000));
-        assert!(s.live_below(20_000).is_empty());
+        // Stated again at the head: the log start's frame follows.
+        s.relocated(LOG_START.id, &encode_log_start(&key, 3), 20_128);
+        assert_eq!(s.partitions[&key].log_start_position, Some(20_128));
+        assert!(s.live_below(16384).is_empty());
     }
 
     #[test]
@@ -354,7 +341,7 @@ mod tests {
     /// The cleaner copied batches 0 and 1 forward (their originals' segment
     /// is gone) after batches 2 and 3 were written, then copied batch 2
     /// while its original was still there (a crash before the delete):
-    /// replay puts every batch in its place, once, at its newest position.
+    /// replay serves every offset once, from its newest copy.
     #[test]
     fn relocated_batches_take_their_place_by_offset() {
         let key = PartitionKey::new(TOPIC, 0);
@@ -371,31 +358,33 @@ mod tests {
         assert_eq!(s.skipped_invalid, 1);
         let p = &s.partitions[&key];
         assert_eq!((p.log_start, p.log_end, p.high_watermark), (0, 4, 4));
-        let at: Vec<(i64, u64)> = p
-            .index
+        let at: Vec<(i64, i64, u64)> = p
+            .chunks
             .iter()
-            .map(|b| (b.base_offset, b.position))
+            .map(|c| (c.base_offset, c.last_offset, c.position))
             .collect();
-        assert_eq!(at, [(0, 12288), (1, 12416), (2, 12544), (3, 8320)]);
-        assert_eq!(s.lowest_needed_position(), Some(8320));
-        assert_eq!(p.bytes, 4 * 61);
+        assert_eq!(at, [(0, 2, 12288), (3, 3, 8192)]);
+        assert_eq!(s.lowest_needed_position(), Some(8192));
+        // The narrowed original still counts both its batches.
+        assert_eq!(p.bytes, 5 * 61);
     }
 
     /// A log start stated before relocated copies of batches it trimmed:
-    /// the copies are dropped once replay is over.
+    /// the copies below it are not served.
     #[test]
     fn a_log_start_applies_to_batches_relocated_after_it() {
         let key = PartitionKey::new(TOPIC, 0);
         let mut s = LogState::new(ShardId::new(0));
-        replay(&mut s, 4096, LOG_START.id, &encode_log_start(&key, 1));
-        replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 2));
+        replay(&mut s, 4096, LOG_START.id, &encode_log_start(&key, 2));
+        replay(&mut s, 4224, RECORD_BATCH.id, &batch_frame(0, 3));
         replay(&mut s, 8192, RELOCATED_BATCH.id, &batch_frame(0, 0));
-        replay(&mut s, 8320, RELOCATED_BATCH.id, &batch_frame(0, 1));
+        replay(&mut s, 12288, RELOCATED_BATCH.id, &batch_frame(0, 1));
+        replay(&mut s, 12416, RELOCATED_BATCH.id, &batch_frame(0, 2));
         s.finish_replay();
         assert!(s.gaps.is_empty(), "{:?}", s.gaps);
         let p = &s.partitions[&key];
-        assert_eq!((p.log_start, p.log_end, p.index.len()), (1, 3, 2));
-        assert_eq!(p.index[0].position, 8320);
+        assert_eq!((p.log_start, p.log_end, p.chunks.len()), (2, 4, 2));
+        assert_eq!(p.chunks[0].position, 12288);
     }
 
     #[test]
