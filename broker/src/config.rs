@@ -86,6 +86,12 @@ pub struct ServeArgs {
     /// when the WAL is larger than 1.5 x its live bytes + 2 segments.
     #[arg(long, default_value_t = 1_000)]
     pub log_cleaner_interval_ms: u64,
+    /// Each shard writes a checkpoint (what replay would rebuild: offsets,
+    /// the sparse index, producer and group state) once this many MiB were
+    /// appended to its WAL since the last one, and at a clean stop; a
+    /// restart replays only the WAL after it.
+    #[arg(long, default_value_t = 1024)]
+    pub checkpoint_interval_mib: u64,
     /// WAL segment size in MiB.
     #[arg(long, default_value_t = 256)]
     pub wal_segment_mib: u64,

@@ -59,6 +59,16 @@ pub trait FrameOwner {
     /// A frame from [`FrameOwner::live_below`] now lives at `position`
     /// (its type and payload as appended there).
     fn relocated(&mut self, frame_type: u8, payload: &[u8], position: u64);
+
+    /// Its state as replaying every frame handed to the WAL so far would
+    /// rebuild it, for a checkpoint (`checkpoint.rs`); taken in one
+    /// synchronous step with the WAL's end position.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Loads a [`FrameOwner::snapshot`] before the frames after it are
+    /// replayed; what `metadata` no longer has is left out, as replay
+    /// would. `Err` says why the snapshot cannot be used.
+    fn restore(&mut self, snapshot: &[u8], metadata: &Metadata) -> Result<(), String>;
 }
 
 /// The owners of one shard's frames during recovery, by frame type.
@@ -174,6 +184,12 @@ mod tests {
                 .collect()
         }
         fn relocated(&mut self, _: u8, _: &[u8], _: u64) {}
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&mut self, _: &[u8], _: &Metadata) -> Result<(), String> {
+            Ok(())
+        }
     }
 
     const A: &[FrameType] = &[FrameType { id: 2, name: "a" }];

@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod alloc;
+pub mod checkpoint;
 pub mod config;
 pub mod connection;
 pub mod context;

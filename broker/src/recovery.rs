@@ -1,11 +1,15 @@
-//! Recovery of one shard: open its WAL and hand every frame to the owner of
-//! its type — the log (record batches, log starts) and the group
-//! coordinator (group records). A new WAL user is registered here.
+//! Recovery of one shard: load its newest checkpoint, open its WAL and
+//! hand every frame after the checkpoint to the owner of its type — the
+//! log (record batches, log starts) and the group coordinator (group
+//! records). A new WAL user is registered here.
 
-use sluice_wal_core::{RecoveryMode, Wal, WalOptions};
+use std::path::{Path, PathBuf};
 
+use sluice_wal_core::{scan_from, RecoveredFrame, RecoveryMode, Wal, WalOptions};
+
+use crate::checkpoint;
 use crate::config::ServeArgs;
-use crate::frames::FrameOwners;
+use crate::frames::{FrameOwner, FrameOwners};
 use crate::groups::Coordinator;
 use crate::layout;
 use crate::log::LogState;
@@ -20,6 +24,8 @@ pub struct Recovered {
     pub log: LogState,
     /// Consumer groups and committed offsets.
     pub groups: Coordinator,
+    /// WAL position of the checkpoint recovery started from (0: none).
+    pub checkpoint: u64,
 }
 
 /// The WAL options `sluice serve` runs with.
@@ -37,51 +43,145 @@ pub fn wal_options(args: &ServeArgs) -> WalOptions {
     }
 }
 
-/// Opens shard `shard`'s WAL, replaying every frame into its owner.
+/// Opens shard `shard`'s WAL: loads the newest valid checkpoint and
+/// replays the frames after it into their owners. A checkpoint that cannot
+/// be used (damaged, beyond the log, pointing at a segment that is gone)
+/// is reported and the one before it, or a full replay, used instead.
 pub async fn recover(
     shard: ShardId,
     args: &ServeArgs,
     metadata: &Metadata,
 ) -> Result<Recovered, String> {
     let wal_dir = layout::wal_dir(&args.data_dir, shard);
+    let mut checkpoints = checkpoint::list(&checkpoint::dir(&args.data_dir, shard)).into_iter();
+    let mut wal: Option<Wal> = None;
+    loop {
+        let (from, mut log, mut groups) = next_checkpoint(&mut checkpoints, shard, metadata);
+        let mut owners = FrameOwners::new();
+        owners.register(&mut log)?;
+        owners.register(&mut groups)?;
+        let visit = |frame: RecoveredFrame<'_>| owners.replay(&frame, metadata);
+        let replayed = if wal.is_some() {
+            // Opened (its tail repaired) by a try with a checkpoint that
+            // then proved unusable: read again, from further back.
+            scan_from(&wal_dir, wal_options(args).recovery_mode, from, visit).await
+        } else {
+            Wal::open_from(&wal_dir, wal_options(args), from, visit)
+                .await
+                .map(|(opened, report)| {
+                    wal = Some(opened);
+                    report
+                })
+        };
+        let report = match replayed {
+            Ok(report) => report,
+            Err(e) if from > 0 => {
+                tracing::error!(shard = shard.index(), from, error = %e, "checkpoint not used");
+                continue;
+            }
+            Err(e) => return Err(format!("recovering {}: {e}", wal_dir.display())),
+        };
+        let unknown = owners.unknown;
+        drop(owners);
+        log.skipped_invalid += unknown;
+        tracing::info!(
+            shard = shard.index(),
+            checkpoint = from,
+            frames = report.frames,
+            bytes = report.bytes_scanned,
+            segments = report.segments.len(),
+            skipped_corrupt_bytes = report.skipped_bytes(),
+            seconds = report.seconds,
+            "WAL recovered"
+        );
+        log.finish_replay();
+        let opened = wal.as_ref().expect("the WAL was opened");
+        if from > 0 {
+            if let Err(why) = points_into(&log, &opened.segments()) {
+                tracing::error!(shard = shard.index(), from, why, "checkpoint not used");
+                continue;
+            }
+        }
+        log.log_replay(metadata);
+        if !log.gaps.is_empty() {
+            if !args.skip_corruption {
+                return Err(format!(
+                    "offsets are missing in {}: {}. Nothing was served; `sluice wal inspect` shows \
+                     the log, and --skip-corruption starts with what is there",
+                    wal_dir.display(),
+                    log.gaps.join("; ")
+                ));
+            }
+            tracing::error!(
+                shard = shard.index(),
+                gaps = log.gaps.len(),
+                "serving partitions with offset gaps (--skip-corruption)"
+            );
+        }
+        return Ok(Recovered {
+            wal: wal.take().expect("the WAL was opened"),
+            log,
+            groups,
+            checkpoint: from,
+        });
+    }
+}
+
+/// The next checkpoint of `checkpoints` (newest first) that reads back
+/// and restores, with the state it holds; else a full replay's start.
+fn next_checkpoint(
+    checkpoints: &mut impl Iterator<Item = (u64, PathBuf)>,
+    shard: ShardId,
+    metadata: &Metadata,
+) -> (u64, LogState, Coordinator) {
+    for (_, path) in checkpoints.by_ref() {
+        match load(&path, shard, metadata) {
+            Ok(loaded) => {
+                tracing::info!(shard = shard.index(), checkpoint = %path.display(), "checkpoint loaded");
+                return loaded;
+            }
+            Err(why) => {
+                tracing::error!(shard = shard.index(), checkpoint = %path.display(), why, "checkpoint not used")
+            }
+        }
+    }
+    (0, LogState::new(shard), Coordinator::default())
+}
+
+/// Reads the checkpoint at `path` into fresh owners.
+pub fn load(
+    path: &Path,
+    shard: ShardId,
+    metadata: &Metadata,
+) -> Result<(u64, LogState, Coordinator), String> {
+    let c = checkpoint::read(path, shard)?;
     let mut log = LogState::new(shard);
     let mut groups = Coordinator::default();
-    let mut owners = FrameOwners::new();
-    owners.register(&mut log)?;
-    owners.register(&mut groups)?;
-    let (wal, report) = Wal::open(&wal_dir, wal_options(args), |frame| {
-        owners.replay(&frame, metadata)
-    })
-    .await
-    .map_err(|e| format!("recovering {}: {e}", wal_dir.display()))?;
-    let unknown = owners.unknown;
-    drop(owners);
-    log.skipped_invalid += unknown;
-    tracing::info!(
-        shard = shard.index(),
-        frames = report.frames,
-        bytes = report.bytes_scanned,
-        segments = report.segments.len(),
-        skipped_corrupt_bytes = report.skipped_bytes(),
-        seconds = report.seconds,
-        "WAL recovered"
-    );
-    log.finish_replay();
-    log.log_replay(metadata);
-    if !log.gaps.is_empty() {
-        if !args.skip_corruption {
+    for owner in [&mut log as &mut dyn FrameOwner, &mut groups] {
+        let id = checkpoint::owner_id(owner);
+        let section = c
+            .section(id)
+            .ok_or_else(|| format!("no section of the owner of frame type {id}"))?;
+        owner
+            .restore(section, metadata)
+            .map_err(|e| format!("section of the owner of frame type {id}: {e}"))?;
+    }
+    Ok((c.position, log, groups))
+}
+
+/// Whether every chunk of the index lies in a segment that is there.
+pub fn points_into(log: &LogState, segments: &[u64]) -> Result<(), String> {
+    for (key, p) in &log.partitions {
+        if let Some(c) = p
+            .chunks
+            .iter()
+            .find(|c| segments.binary_search(&c.segment).is_err())
+        {
             return Err(format!(
-                "offsets are missing in {}: {}. Nothing was served; `sluice wal inspect` shows \
-                 the log, and --skip-corruption starts with what is there",
-                wal_dir.display(),
-                log.gaps.join("; ")
+                "offsets {}..{} of partition {} are in the segment at {}, which is gone",
+                c.base_offset, c.last_offset, key.partition, c.segment
             ));
         }
-        tracing::error!(
-            shard = shard.index(),
-            gaps = log.gaps.len(),
-            "serving partitions with offset gaps (--skip-corruption)"
-        );
     }
-    Ok(Recovered { wal, log, groups })
+    Ok(())
 }

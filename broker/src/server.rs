@@ -179,6 +179,7 @@ async fn run_shard(
         recovered.log,
         args.fetch_buffer_mib << 20,
     ));
+    log.set_checkpointed(recovered.checkpoint);
     let limits = GroupLimits::of(&args, peers.len());
     let groups = Rc::new(GroupService::new(recovered.groups, log.clone(), limits));
     let lifecycle = Rc::new(Lifecycle::default());
@@ -321,6 +322,7 @@ async fn maintain_log(shard: Rc<Shard>) {
     let every = Duration::from_millis(config.log_cleaner_interval_ms.max(10));
     let retention_every = Duration::from_millis(config.log_retention_check_interval_ms.max(10));
     let defaults = Retention::defaults(config);
+    let checkpoint_every = config.checkpoint_interval_mib.max(1) << 20;
     let lifecycle = shard.lifecycle();
     let stop = lifecycle.shutdown.generation();
     let mut retention_due = std::time::Instant::now() + retention_every;
@@ -343,6 +345,19 @@ async fn maintain_log(shard: Rc<Shard>) {
         if let Err(e) = shard.log().reclaim(&[groups], MAX_COPIED_PER_PASS).await {
             tracing::error!(shard = shard.id().index(), error = %e, "reclaiming WAL space failed");
         }
+        if shard.log().since_checkpoint() >= checkpoint_every {
+            checkpoint(&shard).await;
+        }
+    }
+}
+
+/// Writes a checkpoint of the shard's log and groups; a failure is logged
+/// (the WAL still holds everything: the next restart replays more).
+async fn checkpoint(shard: &Rc<Shard>) {
+    let groups: &dyn WalUser = shard.groups().as_ref();
+    let dir = crate::checkpoint::dir(&shard.config().data_dir, shard.id());
+    if let Err(e) = shard.log().checkpoint(&[groups], &dir).await {
+        tracing::error!(shard = shard.id().index(), error = %e, "checkpoint failed");
     }
 }
 
@@ -369,12 +384,16 @@ async fn expire_producers(shard: Rc<Shard>) {
     }
 }
 
-/// Waits (up to 10 s) for requests in flight, then syncs the WAL.
+/// Waits (up to 10 s) for requests in flight, then syncs the WAL and
+/// writes a checkpoint.
 async fn drain(shard: &Rc<Shard>) {
     let lifecycle = shard.lifecycle();
     wait_until_idle(lifecycle, || lifecycle.active_requests.get() == 0).await;
     if let Err(e) = shard.log().sync().await {
         tracing::error!(shard = shard.id().index(), error = %e, "final WAL sync failed");
+    } else if shard.log().since_checkpoint() > 0 {
+        // So that the next start replays nothing.
+        checkpoint(shard).await;
     }
     tracing::info!(shard = shard.id().index(), "shard stopped");
 }

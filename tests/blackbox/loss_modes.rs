@@ -308,6 +308,9 @@ fn checksums_are_verified_at_recovery() {
     );
     flip_byte(file, *at);
     let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    // The clean stop wrote a checkpoint; without it, recovery reads every
+    // frame (with it, see the next test).
+    std::fs::remove_dir_all(dir.path().join("shard-0/checkpoints")).expect("a checkpoint");
 
     match broker.try_restart() {
         Err(e) => {
@@ -360,6 +363,46 @@ fn checksums_are_verified_at_recovery() {
         (0..4_000).collect::<Vec<u64>>(),
         "filler records served after skipping the marker's frame"
     );
+}
+
+/// The same corruption below a checkpoint: recovery reads only the WAL
+/// after the checkpoint, so the broker starts (as Kafka does after a clean
+/// stop, without reading its old segments); the corrupt frame is found
+/// when it is read, refused with KAFKA_STORAGE_ERROR and logged with its
+/// file and offset, never served.
+#[test]
+fn a_corrupt_frame_below_a_checkpoint_is_refused_when_read() {
+    const TOPIC: &str = "crc-checkpoint";
+    let dir = DataDir::new("crc-checkpoint");
+    let mut broker = Broker::start(dir.path(), 1, &["--wal-segment-mib", "1"]);
+    create_topic(&broker, TOPIC, 1, &[]);
+    let (good, _) = marker("checkpoint");
+    marker_then_filler(&broker, TOPIC, &good);
+    assert_eq!(broker.sigterm().code(), Some(0), "clean stop");
+    let hits = find_in_segments(&dir.wal_segments(), &good);
+    assert_eq!(hits.len(), 1, "marker should be stored once: {hits:?}");
+    let (file, at) = &hits[0];
+    flip_byte(file, *at);
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+
+    broker.restart();
+    assert!(
+        broker.last_run_log().contains("checkpoint loaded"),
+        "{}",
+        broker.last_run_log()
+    );
+    let mut client = crate::raw::RawClient::connect(broker.addr());
+    let answer = client.fetch(TOPIC, 0, 0);
+    assert_eq!(answer.error_code, 56, "KAFKA_STORAGE_ERROR");
+    let log = broker.last_run_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&name) && l.contains("offset") && l.contains("checksum")),
+        "the error should name the corrupt file {name} and the offset:\n{log}"
+    );
+    // Past the marker's batch, everything is served.
+    let after = client.fetch(TOPIC, 0, 1);
+    assert_eq!(after.error_code, crate::raw::NONE);
 }
 
 /// The same corruption while the broker runs, with a 1 MiB fetch buffer so

@@ -28,6 +28,7 @@ mod raw;
 mod verify;
 
 mod admin_clients;
+mod checkpoints;
 mod corrupt;
 mod crash_only;
 mod disk_full;

@@ -33,7 +33,7 @@ const FAST_LIFECYCLE: &[&str] = &[
 ];
 
 /// Commits `offsets` (partition → offset) of `topic` for `group`.
-fn commit(broker: &Broker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+pub(crate) fn commit(broker: &Broker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
     let c = consumer(broker, &[("group.id", group)]);
     let mut list = TopicPartitionList::new();
     for &(p, o) in offsets {
@@ -44,7 +44,7 @@ fn commit(broker: &Broker, group: &str, topic: &str, offsets: &[(i32, i64)]) {
 }
 
 /// The offsets `group` has committed for partitions 0 and 1 of `topic`.
-fn committed(broker: &Broker, group: &str, topic: &str) -> Vec<Offset> {
+pub(crate) fn committed(broker: &Broker, group: &str, topic: &str) -> Vec<Offset> {
     let c = consumer(broker, &[("group.id", group)]);
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, 0);
@@ -56,7 +56,7 @@ fn committed(broker: &Broker, group: &str, topic: &str) -> Vec<Offset> {
 }
 
 /// The number a `key=N` field of the broker's log lines adds up to.
-fn logged_total(log: &str, line: &str, key: &str) -> u64 {
+pub(crate) fn logged_total(log: &str, line: &str, key: &str) -> u64 {
     log.lines()
         .filter(|l| l.contains(line))
         .filter_map(|l| {
@@ -232,6 +232,8 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_261_130);
     let mut rng = crate::harness::Rng::new(seed);
+    // Checkpoints as often as they go, so kills also land while one is
+    // written and restarts start from them.
     let args = [
         "--wal-segment-mib",
         "1",
@@ -239,6 +241,8 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         "50",
         "--log-cleaner-interval-ms",
         "20",
+        "--checkpoint-interval-mib",
+        "1",
     ];
     let dir = DataDir::new("kill-while-cleaning");
     let mut broker = Broker::start(dir.path(), 2, &args);
@@ -248,7 +252,7 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         std::collections::BTreeMap::new(),
         std::collections::BTreeMap::new(),
     );
-    let (mut cleaned, mut copied) = (0, 0);
+    let (mut cleaned, mut copied, mut checkpointed, mut loaded) = (0, 0, 0, 0);
     for trial in 0..trials {
         let p = producer(&broker, &[("batch.size", "16384"), ("linger.ms", "2")]);
         // Ids are unique per producer; the long topic's far above the short's.
@@ -265,6 +269,7 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         broker.kill9_at_once();
         let log = broker.last_run_log();
         cleaned += logged_total(&log, "WAL space reclaimed", "segments_cleaned");
+        checkpointed += log.matches("checkpoint written").count();
         copied += logged_total(&log, "WAL space reclaimed", "frames_copied");
         p.purge();
         assert!(p.flush(Duration::from_secs(10)), "reports after purge");
@@ -280,6 +285,7 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
                 broker.log()
             );
         }
+        loaded += broker.last_run_log().matches("checkpoint loaded").count();
         assert_eq!(
             committed(&broker, "keeper", "long"),
             [
@@ -297,9 +303,10 @@ fn kills_during_cleaning_lose_and_duplicate_nothing() {
         &acked,
     );
     eprintln!(
-        "[cleaner] {trials} kills (seed {seed}): {} long messages acked, {cleaned} segments cleaned, {copied} frames copied",
+        "[cleaner] {trials} kills (seed {seed}): {} long messages acked, {cleaned} segments cleaned, {copied} frames copied, {checkpointed} checkpoints written, {loaded} loaded",
         acked.len()
     );
+    assert!(loaded > 0, "premise: no restart started from a checkpoint");
     assert!(
         cleaned > 0,
         "premise: the cleaner never copied a segment forward"

@@ -16,6 +16,7 @@ pub mod writer;
 pub use error::{Result, WalError};
 pub use reader::{FrameSpan, ReadFrame, SpanFrame};
 pub use recovery::{
-    scan, RecoveredFrame, RecoveryMode, RecoveryReport, SegmentReport, SkippedRange, TornTail,
+    scan, scan_from, RecoveredFrame, RecoveryMode, RecoveryReport, SegmentReport, SkippedRange,
+    TornTail,
 };
 pub use writer::{Appended, Durable, Wal, WalOptions, WalStats};

@@ -31,6 +31,9 @@ impl ReadFrame {
 pub struct FrameSpan {
     /// WAL position of the first byte.
     start: u64,
+    /// The segment file and its base position (for errors).
+    file: std::path::PathBuf,
+    base: u64,
     bytes: Option<ReadResult>,
 }
 
@@ -43,6 +46,7 @@ pub struct SpanFrame<'a> {
     pub frame_type: u8,
     header: FrameHeader,
     bytes: &'a [u8],
+    span: &'a FrameSpan,
 }
 
 impl SpanFrame<'_> {
@@ -56,12 +60,20 @@ impl SpanFrame<'_> {
     pub fn payload(&self) -> Result<&[u8]> {
         self.header
             .verify(self.position, self.bytes)
-            .map_err(|reason| WalError::Invalid(format!("frame at {}: {reason}", self.position)))?;
+            .map_err(|reason| self.span.corrupt(self.position, reason))?;
         Ok(&self.bytes[FRAME_HEADER_LEN..])
     }
 }
 
 impl FrameSpan {
+    fn corrupt(&self, position: u64, reason: String) -> WalError {
+        WalError::Corruption {
+            file: self.file.clone(),
+            offset: position - self.base,
+            reason,
+        }
+    }
+
     /// The frames in the span, in position order (padding skipped); an
     /// `Err` ends it where a header does not parse.
     pub fn frames(&self) -> impl Iterator<Item = Result<SpanFrame<'_>>> {
@@ -78,9 +90,7 @@ impl FrameSpan {
                 Ok(h) => h,
                 Err(reason) => {
                     failed = true;
-                    return Some(Err(WalError::Invalid(format!(
-                        "no frame at WAL position {position}: {reason}"
-                    ))));
+                    return Some(Err(self.corrupt(position, reason)));
                 }
             };
             let len = FRAME_HEADER_LEN + header.payload_len as usize;
@@ -93,6 +103,7 @@ impl FrameSpan {
                 frame_type: header.frame_type,
                 header,
                 bytes: &rest[..len],
+                span: self,
             }));
         })
     }
@@ -107,24 +118,21 @@ impl Wal {
         if end <= position {
             return Ok(FrameSpan {
                 start: position,
+                file: std::path::PathBuf::new(),
+                base: position,
                 bytes: None,
             });
         }
         let (base, file) = self.segment_for(position).await?;
+        let path = self.dir().join(segment_file_name(base));
         let bytes = file
             .read_at(position - base, (end - position) as usize)
             .await
-            .map_err(|e| {
-                WalError::io(
-                    format!(
-                        "reading {}",
-                        self.dir().join(segment_file_name(base)).display()
-                    ),
-                    e,
-                )
-            })?;
+            .map_err(|e| WalError::io(format!("reading {}", path.display()), e))?;
         Ok(FrameSpan {
             start: position,
+            file: path,
+            base,
             bytes: Some(bytes),
         })
     }

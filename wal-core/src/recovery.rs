@@ -127,7 +127,23 @@ impl RecoveryReport {
 /// Reads every frame of every segment in `dir` in position order and hands
 /// each to `visitor`. Read-only: a torn tail is reported, not repaired
 /// ([`crate::Wal::open`] repairs it).
-pub async fn scan<F>(dir: &Path, mode: RecoveryMode, mut visitor: F) -> Result<RecoveryReport>
+pub async fn scan<F>(dir: &Path, mode: RecoveryMode, visitor: F) -> Result<RecoveryReport>
+where
+    F: FnMut(RecoveredFrame<'_>),
+{
+    scan_from(dir, mode, 0, visitor).await
+}
+
+/// As [`scan`], from WAL position `from` (a frame's start, or the end of
+/// the log: a checkpoint's position): segments wholly below it are not
+/// read (their frames are neither checked nor visited); the one holding it
+/// is read from there. A position beyond the end of the log is refused.
+pub async fn scan_from<F>(
+    dir: &Path,
+    mode: RecoveryMode,
+    from: u64,
+    mut visitor: F,
+) -> Result<RecoveryReport>
 where
     F: FnMut(RecoveredFrame<'_>),
 {
@@ -135,6 +151,12 @@ where
     let dir = &absolute(dir)?;
     let segments = list_segments(dir)?;
     probe_device(dir).await?;
+    let end = segments.last().map_or(0, |s| s.base + s.len);
+    if from > end {
+        return Err(WalError::Invalid(format!(
+            "position {from} is beyond the end of the log ({end})"
+        )));
+    }
     let mut report = RecoveryReport::default();
     let count = segments.len();
     for (i, segment) in segments.iter().enumerate() {
@@ -142,10 +164,27 @@ where
         if let Some(previous) = report.segments.last() {
             check_contiguous(previous, segment, mode)?;
         }
-        let seg = scan_segment(segment, is_last, mode, &mut visitor).await?;
+        if segments.get(i + 1).is_some_and(|next| next.base <= from) {
+            report.segments.push(SegmentReport {
+                base: segment.base,
+                path: segment.path.clone(),
+                file_len: segment.len,
+                header_valid: true,
+                frames: 0,
+                payload_bytes: 0,
+                first_position: None,
+                last_position: None,
+                valid_end: segment.len,
+                torn_tail: None,
+                skipped: Vec::new(),
+            });
+            continue;
+        }
+        let skip_to = from.saturating_sub(segment.base);
+        let seg = scan_segment(segment, is_last, mode, skip_to, &mut visitor).await?;
         report.frames += seg.frames;
         report.payload_bytes += seg.payload_bytes;
-        report.bytes_scanned += seg.file_len;
+        report.bytes_scanned += seg.file_len.saturating_sub(skip_to);
         report.segments.push(seg);
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -334,6 +373,7 @@ async fn scan_segment<F>(
     segment: &SegmentFile,
     is_last: bool,
     mode: RecoveryMode,
+    skip_to: u64,
     visitor: &mut F,
 ) -> Result<SegmentReport>
 where
@@ -412,6 +452,12 @@ where
         report.header_valid = true;
     }
     let mut offset = SEGMENT_HEADER_LEN;
+    if skip_to > offset {
+        // Frames before `skip_to` are a checkpoint's: reading starts at
+        // the block holding it.
+        offset = skip_to.min(file_len);
+        bytes = SegmentBytes::new(&file, &segment.path, file_len, offset / BLOCK * BLOCK);
+    }
     // Start of a corrupt range being skipped, with the first reason.
     let mut skipping: Option<(u64, String)> = None;
     while offset < file_len {

@@ -32,7 +32,7 @@ use crate::format::{
     align_up, encode_frame, encode_padding, frame_disk_len, segment_file_name, BLOCK,
     DURABLE_MARK_LEN, FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use crate::recovery::{scan, RecoveredFrame, RecoveryMode, RecoveryReport};
+use crate::recovery::{scan_from, RecoveredFrame, RecoveryMode, RecoveryReport};
 use crate::segment::{
     absolute, create_dir_durably, create_segment, install_spare, move_aside, open_segment,
     open_segment_read, prepare_spare, remove_spares, save_tail_aside, sync_dir,
@@ -221,6 +221,21 @@ impl Wal {
     where
         F: FnMut(RecoveredFrame<'_>),
     {
+        Wal::open_from(dir, opts, 0, visitor).await
+    }
+
+    /// As [`Wal::open`], recovering only the frames from position `from`
+    /// on (see [`crate::recovery::scan_from`]): what is below was
+    /// checkpointed by the caller.
+    pub async fn open_from<F>(
+        dir: &Path,
+        opts: WalOptions,
+        from: u64,
+        visitor: F,
+    ) -> Result<(Wal, RecoveryReport)>
+    where
+        F: FnMut(RecoveredFrame<'_>),
+    {
         if opts.segment_size < SEGMENT_HEADER_LEN + BLOCK
             || opts.max_frame_len as u64 > u64::from(u32::MAX)
             || opts.max_flushes_in_flight == 0
@@ -231,7 +246,7 @@ impl Wal {
         let dir = &absolute(dir)?;
         create_dir_durably(dir)?;
         remove_spares(dir)?;
-        let report = scan(dir, opts.recovery_mode, visitor).await?;
+        let report = scan_from(dir, opts.recovery_mode, from, visitor).await?;
         let mut segments: BTreeMap<u64, Option<Rc<DmaFile>>> =
             report.segments.iter().map(|s| (s.base, None)).collect();
 
@@ -473,6 +488,12 @@ impl Wal {
     /// Every byte below this position is durable (and readable).
     pub fn durable_position(&self) -> u64 {
         self.inner.st.borrow().durable
+    }
+
+    /// Where the next frame goes: every frame handed to the log so far
+    /// lies below it.
+    pub fn end_position(&self) -> u64 {
+        self.inner.st.borrow().next_pos
     }
 
     /// The base position of every segment, oldest first (the last is the

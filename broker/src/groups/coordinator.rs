@@ -9,7 +9,7 @@
 //! there are written again as fresh records ([`LiveFrame`]), never
 //! copied: an old commit record may also hold values replaced since.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use sluice_wal_core::RecoveredFrame;
@@ -256,15 +256,7 @@ impl FrameOwner for Coordinator {
                 .offsets
                 .iter()
                 .filter(|(_, c)| c.position < position)
-                .map(|((topic, partition), c)| OffsetRecord {
-                    topic: topic.clone(),
-                    topic_id: c.topic_id,
-                    partition: *partition,
-                    offset: c.offset,
-                    leader_epoch: c.leader_epoch,
-                    metadata: c.metadata.clone(),
-                    commit_timestamp: c.commit_timestamp,
-                })
+                .map(|(key, c)| offset_record(key, c))
                 .collect();
             if !offsets.is_empty() {
                 let record = GroupRecord::Commit {
@@ -277,18 +269,61 @@ impl FrameOwner for Coordinator {
                 });
             }
             if g.generation_position.is_some_and(|p| p < position) {
-                let record = GroupRecord::Generation {
-                    group: g.id.clone(),
-                    generation: g.generation,
-                    protocol_type: g.protocol_type.clone(),
-                };
                 live.push(LiveFrame {
                     frame_type: GROUP_RECORD.id,
-                    payload: record.encode(),
+                    payload: generation_record(g).encode(),
                 });
             }
         }
         live
+    }
+
+    /// Each group as the records that state its values, each at the
+    /// position of the record it restates: its generation, and one commit
+    /// per position its offsets were written at.
+    fn snapshot(&self) -> Vec<u8> {
+        let mut records: Vec<(u64, GroupRecord)> = Vec::new();
+        for g in self.groups.values() {
+            if let Some(at) = g.generation_position {
+                records.push((at, generation_record(g)));
+            }
+            let mut by_position: BTreeMap<u64, Vec<OffsetRecord>> = BTreeMap::new();
+            for (key, c) in &g.offsets {
+                by_position
+                    .entry(c.position)
+                    .or_default()
+                    .push(offset_record(key, c));
+            }
+            records.extend(by_position.into_iter().map(|(at, offsets)| {
+                let group = g.id.clone();
+                (at, GroupRecord::Commit { group, offsets })
+            }));
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+        for (at, record) in records {
+            let bytes = record.encode();
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Replays the records of the snapshot at their positions.
+    fn restore(&mut self, snapshot: &[u8], metadata: &Metadata) -> Result<(), String> {
+        let mut r = crate::checkpoint::Reader::new(snapshot);
+        for _ in 0..r.count(12)? {
+            let at = r.u64()?;
+            let len = r.u32()? as usize;
+            let record = r.bytes(len)?;
+            GroupRecord::decode(record).map_err(|e| format!("group record: {e}"))?;
+            self.replay_record(at, record, metadata);
+        }
+        if !r.is_empty() {
+            return Err("bytes after the groups' section".into());
+        }
+        Ok(())
     }
 
     /// Values the fresh record states again (and that no newer record has
@@ -315,6 +350,28 @@ impl FrameOwner for Coordinator {
             }
             _ => {}
         }
+    }
+}
+
+/// The record stating a committed offset.
+fn offset_record((topic, partition): &(String, i32), c: &Committed) -> OffsetRecord {
+    OffsetRecord {
+        topic: topic.clone(),
+        topic_id: c.topic_id,
+        partition: *partition,
+        offset: c.offset,
+        leader_epoch: c.leader_epoch,
+        metadata: c.metadata.clone(),
+        commit_timestamp: c.commit_timestamp,
+    }
+}
+
+/// The record stating a group's generation.
+fn generation_record(g: &Group) -> GroupRecord {
+    GroupRecord::Generation {
+        group: g.id.clone(),
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
     }
 }
 

@@ -73,7 +73,7 @@ pub struct Reclaimed {
 
 impl Log {
     /// Its own frames (partitions and log starts) as a frame owner.
-    fn frames(&self) -> RefMut<'_, dyn FrameOwner> {
+    pub(super) fn frames(&self) -> RefMut<'_, dyn FrameOwner> {
         RefMut::map(self.state.borrow_mut(), |s| s as &mut dyn FrameOwner)
     }
 
@@ -96,6 +96,7 @@ impl Log {
         others: &[&dyn WalUser],
         max_copied: u64,
     ) -> Result<Reclaimed, BrokerError> {
+        let _exclusive = self.maintenance.acquire_permit(1).await;
         let mut done = Reclaimed {
             segments_deleted: self.delete_unneeded(others).await?,
             ..Reclaimed::default()
@@ -230,10 +231,7 @@ impl Log {
                     .partitions
                     .get(key)
                     .map_or(i64::MAX, |p| p.log_start);
-                for (entry, batch) in batches_in(&span, key, chunk)? {
-                    if entry.last_offset < log_start {
-                        continue;
-                    }
+                for (entry, batch) in batches_in(&span, key, chunk, log_start)? {
                     let appended = self.wal.submit(RELOCATED_BATCH.id, &[&header, &batch])?;
                     copied_bytes += batch.len();
                     done.frames_copied += 1;

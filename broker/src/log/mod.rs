@@ -31,10 +31,11 @@ use sluice_protocol::RecordBatch;
 use sluice_wal_core::{Durable, Wal};
 
 use crate::error::BrokerError;
-use crate::frames::FrameType;
+use crate::frames::{FrameOwner, FrameType};
 use crate::metadata::{Metadata, Topic};
 use crate::notify::Notify;
 use crate::shard_id::ShardId;
+use cleaner::WalUser;
 pub use fetch_buffer::FetchBuffer;
 use frame::{
     batch_frame_header, encode_log_start, parse_batch_frame, BATCH_FRAME_HEADER, LOG_START,
@@ -135,6 +136,11 @@ pub struct Log {
     /// A segment the cleaner copied and could still not delete (an owner's
     /// bug): left alone rather than copied again every pass.
     cleaner_stuck_at: std::cell::Cell<Option<u64>>,
+    /// Held by a cleaner pass and by a checkpoint: a checkpoint taken while
+    /// copies are not yet repointed would point at segments about to go.
+    maintenance: glommio::sync::Semaphore,
+    /// WAL position of the last checkpoint written or loaded.
+    checkpointed: std::cell::Cell<u64>,
 }
 
 fn unknown_partition() -> BrokerError {
@@ -152,7 +158,57 @@ impl Log {
             fetch_buffer: RefCell::new(FetchBuffer::new(fetch_buffer_bytes)),
             data_arrived: Notify::default(),
             cleaner_stuck_at: std::cell::Cell::new(None),
+            maintenance: glommio::sync::Semaphore::new(1),
+            checkpointed: std::cell::Cell::new(0),
         }
+    }
+
+    /// Notes the checkpoint recovery started from (its position).
+    pub fn set_checkpointed(&self, position: u64) {
+        self.checkpointed.set(position);
+    }
+
+    /// WAL bytes written since the last checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.wal
+            .end_position()
+            .saturating_sub(self.checkpointed.get())
+    }
+
+    /// Writes a checkpoint of this log and `others` into `dir`: their
+    /// state taken in one step with the WAL's end position, installed once
+    /// the WAL is durable up to there. Returns the position.
+    pub async fn checkpoint(
+        &self,
+        others: &[&dyn WalUser],
+        dir: &std::path::Path,
+    ) -> Result<u64, BrokerError> {
+        let _exclusive = self.maintenance.acquire_permit(1).await;
+        let (position, bytes) = {
+            let log = self.frames();
+            let others: Vec<_> = others.iter().map(|o| o.frames()).collect();
+            let mut owners: Vec<&dyn FrameOwner> = vec![&*log];
+            owners.extend(others.iter().map(|o| &**o));
+            let position = self.wal.end_position();
+            (
+                position,
+                crate::checkpoint::encode(self.shard, position, &owners),
+            )
+        };
+        self.wal.sync().await?;
+        let (dir, len) = (dir.to_path_buf(), bytes.len());
+        glommio::executor()
+            .spawn_blocking(move || crate::checkpoint::install(&dir, position, &bytes))
+            .await
+            .map_err(BrokerError::Storage)?;
+        self.checkpointed.set(position);
+        tracing::info!(
+            shard = self.shard.index(),
+            position,
+            bytes = len,
+            "checkpoint written"
+        );
+        Ok(position)
     }
 
     /// Validates a produced batch, gives it offsets and hands it to the WAL.
@@ -311,7 +367,7 @@ impl Log {
                     _ => break,
                 }
             };
-            let found = self.read_chunk(&range.key, &chunk).await?;
+            let found = self.read_chunk(&range.key, &chunk, next).await?;
             let before = next;
             for (entry, bytes) in found {
                 if entry.last_offset < next {
@@ -458,7 +514,7 @@ impl Log {
         let mut found = whole.map(|(b, _)| b);
         if let Some(chunk) = partial {
             let high_watermark = self.partition(key, |p| p.high_watermark)?;
-            for (b, _) in self.read_chunk(key, &chunk).await? {
+            for (b, _) in self.read_chunk(key, &chunk, chunk.base_offset).await? {
                 if b.base_offset >= high_watermark {
                     break;
                 }
@@ -482,7 +538,7 @@ impl Log {
         };
         let high_watermark = self.partition(key, |p| p.high_watermark)?;
         Ok(self
-            .read_chunk(key, &chunk)
+            .read_chunk(key, &chunk, chunk.base_offset)
             .await?
             .into_iter()
             .take_while(|(b, _)| b.base_offset < high_watermark)
@@ -627,14 +683,15 @@ impl Log {
         self.state.borrow_mut().producers.expire(now, max_idle)
     }
 
-    /// The durable batches of `chunk`, in offset order, with their bytes:
-    /// its WAL span read in one go, the other partitions' frames skipped,
-    /// each batch's checksum verified. Where the cleaner moved the chunk
-    /// meanwhile, it is read where it is now.
+    /// The durable batches of `chunk` holding offsets at or after `from`,
+    /// in offset order, with their bytes ([`batches_in`]): its WAL span
+    /// read in one go. Where the cleaner moved the chunk meanwhile, it is
+    /// read where it is now.
     async fn read_chunk(
         &self,
         key: &PartitionKey,
         chunk: &Chunk,
+        from: i64,
     ) -> Result<Vec<(BatchEntry, Bytes)>, BrokerError> {
         let span = match self.wal.read_span(chunk.position, chunk.end()).await {
             Ok(span) => span,
@@ -653,20 +710,23 @@ impl Log {
                 if now.position == chunk.position {
                     return Err(e.into());
                 }
-                return Box::pin(self.read_chunk(key, &now)).await;
+                return Box::pin(self.read_chunk(key, &now, from)).await;
             }
         };
-        batches_in(&span, key, chunk)
+        batches_in(&span, key, chunk, from)
     }
 }
 
-/// The batches of `chunk` in `span` (its WAL span, read), in offset order,
-/// with their bytes: the other partitions' frames are skipped, and each
-/// batch's checksum verified.
+/// The batches of `chunk` in `span` (its WAL span, read) holding offsets
+/// at or after `from`, in offset order, with their bytes: the other
+/// partitions' frames are skipped, and each batch's checksum verified (the
+/// chunk's batches before `from` are passed over unverified: one damaged
+/// batch does not hide its neighbours).
 fn batches_in(
     span: &sluice_wal_core::FrameSpan,
     key: &PartitionKey,
     chunk: &Chunk,
+    from: i64,
 ) -> Result<Vec<(BatchEntry, Bytes)>, BrokerError> {
     let mut found = Vec::with_capacity(chunk.batches as usize);
     let mut expected = chunk.base_offset;
@@ -675,12 +735,20 @@ fn batches_in(
         if frame.frame_type != RECORD_BATCH.id && frame.frame_type != RELOCATED_BATCH.id {
             continue;
         }
-        // Which partition and offset, before paying for the checksum.
-        let head = frame.peek(BATCH_FRAME_HEADER + 8);
+        // Which partition and offsets, before paying for the checksum.
+        let head = frame.peek(BATCH_FRAME_HEADER + 27);
         let ours = parse_batch_frame(head).is_some_and(|(k, batch)| {
             &k == key && batch.get(..8) == Some(&expected.to_be_bytes()[..])
         });
         if !ours {
+            continue;
+        }
+        let delta = head
+            .get(BATCH_FRAME_HEADER + 23..)
+            .and_then(|d| d.try_into().ok())
+            .map(i32::from_be_bytes);
+        if let Some(delta) = delta.filter(|d| expected + i64::from(*d) < from) {
+            expected += i64::from(delta) + 1;
             continue;
         }
         let (_, batch) = parse_batch_frame(frame.payload()?).ok_or_else(|| {

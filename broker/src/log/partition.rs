@@ -218,7 +218,15 @@ impl Partition {
     /// log start and the log end, each with the WAL position of the chunk
     /// after it.
     pub fn finish_replay(&mut self) -> Vec<(i64, i64, u64)> {
-        let chunks = newest_per_offset(std::mem::take(&mut self.chunks));
+        let mut chunks = std::mem::take(&mut self.chunks);
+        // Relocated batches (or a checkpoint's chunks and what came after)
+        // may be out of order or overlap.
+        if chunks
+            .windows(2)
+            .any(|w| w[1].base_offset <= w[0].last_offset)
+        {
+            chunks = newest_per_offset(chunks);
+        }
         let start = match self.replayed_log_start.take() {
             Some(s) => s,
             None => chunks.first().map_or(self.log_start, |c| c.base_offset),
@@ -247,6 +255,57 @@ impl Partition {
         self.log_end = log_end;
         self.high_watermark = self.log_end;
         gaps
+    }
+
+    /// Appends the partition (as replay would rebuild it) to a checkpoint
+    /// section.
+    pub fn snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.log_start.to_le_bytes());
+        out.extend_from_slice(&self.log_end.to_le_bytes());
+        let at = self.log_start_position.unwrap_or(u64::MAX);
+        out.extend_from_slice(&at.to_le_bytes());
+        out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
+        for c in &self.chunks {
+            out.extend_from_slice(&c.base_offset.to_le_bytes());
+            out.extend_from_slice(&c.last_offset.to_le_bytes());
+            out.extend_from_slice(&c.position.to_le_bytes());
+            out.extend_from_slice(&c.segment.to_le_bytes());
+            out.extend_from_slice(&c.span.to_le_bytes());
+            out.extend_from_slice(&c.bytes.to_le_bytes());
+            out.extend_from_slice(&c.batches.to_le_bytes());
+            out.extend_from_slice(&c.max_timestamp.to_le_bytes());
+        }
+    }
+
+    /// Reads what [`Partition::snapshot`] wrote, as replay's starting
+    /// point: the frames after the checkpoint are replayed on top, and
+    /// [`Partition::finish_replay`] ends it as usual.
+    pub fn restore(r: &mut crate::checkpoint::Reader<'_>) -> Result<Partition, String> {
+        let log_start = r.i64()?;
+        let log_end = r.i64()?;
+        let log_start_position = Some(r.u64()?).filter(|at| *at != u64::MAX);
+        let n = r.count(52)?;
+        let mut chunks = Vec::with_capacity(n);
+        for _ in 0..n {
+            chunks.push(Chunk {
+                base_offset: r.i64()?,
+                last_offset: r.i64()?,
+                position: r.u64()?,
+                segment: r.u64()?,
+                span: r.u32()?,
+                bytes: r.u32()?,
+                batches: r.u32()?,
+                max_timestamp: r.i64()?,
+            });
+        }
+        Ok(Partition {
+            log_start,
+            log_end,
+            chunks,
+            log_start_position,
+            replayed_log_start: Some(log_start),
+            ..Partition::default()
+        })
     }
 
     /// Bytes of memory its index takes.

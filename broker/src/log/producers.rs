@@ -212,6 +212,58 @@ impl ProducerStates {
         }
     }
 
+    /// Appends the state to a checkpoint section.
+    pub fn snapshot(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for ((pid, key), e) in &self.entries {
+            out.extend_from_slice(&pid.to_le_bytes());
+            out.extend_from_slice(&key.topic_id);
+            out.extend_from_slice(&key.partition.to_le_bytes());
+            out.extend_from_slice(&e.epoch.to_le_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_le_bytes());
+                out.extend_from_slice(&b.last_seq.to_le_bytes());
+                out.extend_from_slice(&b.base_offset.to_le_bytes());
+            }
+        }
+    }
+
+    /// Reads what [`ProducerStates::snapshot`] wrote, keeping the
+    /// producers of partitions `keep` says (as seen now: the idle time
+    /// starts again).
+    pub fn restore(
+        &mut self,
+        r: &mut crate::checkpoint::Reader<'_>,
+        keep: impl Fn(&PartitionKey) -> bool,
+        now: Instant,
+    ) -> Result<(), String> {
+        for _ in 0..r.count(31)? {
+            let pid = r.i64()?;
+            let topic_id: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
+            let key = PartitionKey::new(topic_id, r.i32()?);
+            let epoch = r.i16()?;
+            let n = r.u8()? as usize;
+            let mut batches = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                batches.push_back(Batch {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    base_offset: r.i64()?,
+                });
+            }
+            if keep(&key) {
+                let entry = Entry {
+                    epoch,
+                    batches,
+                    last_seen: now,
+                };
+                self.entries.insert((pid, key), entry);
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets producers idle for longer than `max_idle`; returns how many.
     pub fn expire(&mut self, now: Instant, max_idle: Duration) -> usize {
         let before = self.entries.len();
@@ -274,6 +326,37 @@ mod tests {
         // A copy of a batch already remembered changes nothing.
         s.record_replayed(K, &pb(1, 0, 5, 9), 5, now);
         assert_eq!(s.check(K, &pb(1, 0, 15, 15)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_what_a_retry_needs() {
+        let now = Instant::now();
+        let mut s = ProducerStates::default();
+        s.record(K, &pb(1, 3, 0, 4), 100, now);
+        s.record(K, &pb(1, 3, 5, 9), 105, now);
+        let gone = PartitionKey::new([9; 16], 0);
+        s.record(gone, &pb(2, 0, 0, 0), 7, now);
+        let mut out = Vec::new();
+        s.snapshot(&mut out);
+        let mut back = ProducerStates::default();
+        let mut r = crate::checkpoint::Reader::new(&out);
+        back.restore(&mut r, |k| *k == K, now).unwrap();
+        assert!(r.is_empty());
+        assert_eq!(
+            back.len(),
+            1,
+            "the deleted partition's producer is left out"
+        );
+        assert_eq!(
+            back.check(K, &pb(1, 3, 5, 9)),
+            Ok(SequenceCheck::Duplicate { base_offset: 105 })
+        );
+        assert_eq!(back.check(K, &pb(1, 3, 10, 10)), Ok(SequenceCheck::Append));
+        assert!(back.check(K, &pb(1, 2, 10, 10)).is_err(), "older epoch");
+        let mut r = crate::checkpoint::Reader::new(&out[..out.len() - 1]);
+        assert!(ProducerStates::default()
+            .restore(&mut r, |_| true, now)
+            .is_err());
     }
 
     #[test]

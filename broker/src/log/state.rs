@@ -216,6 +216,42 @@ impl FrameOwner for LogState {
             .collect()
     }
 
+    /// Partitions (offsets, log start, sparse index), then producers.
+    fn snapshot(&self) -> Vec<u8> {
+        let chunks: usize = self.partitions.values().map(|p| p.chunks.len()).sum();
+        let mut out = Vec::with_capacity(self.partitions.len() * 48 + chunks * 52 + 4096);
+        out.extend_from_slice(&(self.partitions.len() as u32).to_le_bytes());
+        for (key, p) in &self.partitions {
+            out.extend_from_slice(&key.topic_id);
+            out.extend_from_slice(&key.partition.to_le_bytes());
+            p.snapshot(&mut out);
+        }
+        self.producers.snapshot(&mut out);
+        out
+    }
+
+    fn restore(&mut self, snapshot: &[u8], metadata: &Metadata) -> Result<(), String> {
+        let mut r = crate::checkpoint::Reader::new(snapshot);
+        for _ in 0..r.count(48)? {
+            let topic_id: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
+            let key = PartitionKey::new(topic_id, r.i32()?);
+            let partition = Partition::restore(&mut r)?;
+            if self.owns(metadata, &key) {
+                self.partitions.insert(key, partition);
+            } else {
+                self.skipped_deleted += 1;
+            }
+        }
+        let owned = |k: &PartitionKey| self.owns(metadata, k);
+        let mut producers = ProducerStates::default();
+        producers.restore(&mut r, owned, Instant::now())?;
+        self.producers = producers;
+        if !r.is_empty() {
+            return Err("bytes after the log's section".into());
+        }
+        Ok(())
+    }
+
     fn relocated(&mut self, frame_type: u8, payload: &[u8], position: u64) {
         if frame_type != LOG_START.id {
             return;
@@ -385,6 +421,55 @@ mod tests {
         let p = &s.partitions[&key];
         assert_eq!((p.log_start, p.log_end, p.chunks.len()), (2, 4, 2));
         assert_eq!(p.chunks[0].position, 12288);
+    }
+
+    /// A checkpoint's state with the frames after it replayed on top is
+    /// the state a full replay rebuilds.
+    #[test]
+    fn a_checkpoint_and_the_tail_rebuild_what_a_full_replay_does() {
+        let key = PartitionKey::new(TOPIC, 0);
+        let frames: Vec<(u64, u8, Vec<u8>)> = vec![
+            (4096, RECORD_BATCH.id, batch_frame(0, 0)),
+            (4224, RECORD_BATCH.id, batch_frame(0, 1)),
+            (4352, RECORD_BATCH.id, batch_frame(1, 0)), // shard 1's
+            (8192, RECORD_BATCH.id, batch_frame(0, 2)),
+            (8320, LOG_START.id, encode_log_start(&key, 1).to_vec()),
+            (12288, RECORD_BATCH.id, batch_frame(0, 3)),
+            (12416, RELOCATED_BATCH.id, batch_frame(0, 1)),
+            (12544, RECORD_BATCH.id, batch_frame(0, 4)),
+        ];
+        let mut full = LogState::new(ShardId::new(0));
+        for (at, t, payload) in &frames {
+            replay(&mut full, *at, *t, payload);
+        }
+        full.finish_replay();
+        for cut in 0..=frames.len() {
+            let mut head = LogState::new(ShardId::new(0));
+            for (at, t, payload) in &frames[..cut] {
+                replay(&mut head, *at, *t, payload);
+            }
+            // What a running broker holds: the replay of what was written.
+            head.finish_replay();
+            let snapshot = head.snapshot();
+            let mut s = LogState::new(ShardId::new(0));
+            s.restore(&snapshot, &metadata()).unwrap();
+            for (at, t, payload) in &frames[cut..] {
+                replay(&mut s, *at, *t, payload);
+            }
+            s.finish_replay();
+            let (a, b) = (&s.partitions[&key], &full.partitions[&key]);
+            assert_eq!(
+                (a.log_start, a.log_end, a.high_watermark, &a.chunks),
+                (b.log_start, b.log_end, b.high_watermark, &b.chunks),
+                "cut at {cut}"
+            );
+            assert_eq!(s.lowest_needed_position(), full.lowest_needed_position());
+        }
+        let snapshot = full.snapshot();
+        for len in [0, 3, snapshot.len() - 1] {
+            let mut s = LogState::new(ShardId::new(0));
+            assert!(s.restore(&snapshot[..len], &metadata()).is_err(), "{len}");
+        }
     }
 
     #[test]
