@@ -265,6 +265,8 @@ async fn inspect_one(
     if live.is_none() {
         println!("  live: unknown (give the data directory, which holds the topics, to see it)");
     }
+    let end = report.segments.last().map_or(0, |s| s.base + s.valid_end);
+    print_checkpoints(dir, end, metadata);
     for (key, r) in &partitions {
         println!(
             "  partition {}/{}: {} batches, {} records, offsets {}..={}",
@@ -286,6 +288,64 @@ async fn inspect_one(
         report.seconds
     );
     Ok(())
+}
+
+/// The shard's checkpoints (beside its WAL directory), newest first, each
+/// with its verdict; the first valid one is where the next start replays
+/// from.
+fn print_checkpoints(wal_dir: &Path, log_end: u64, metadata: Option<&Metadata>) {
+    let (Some(shard), Some(shard_dir)) = (shard_of(wal_dir), wal_dir.parent()) else {
+        return;
+    };
+    let dir = shard_dir.join("checkpoints");
+    let found = crate::checkpoint::list(&dir);
+    if found.is_empty() {
+        println!("  checkpoints: none (the next start replays the whole WAL)");
+        return;
+    }
+    let mut chosen = false;
+    for (position, path) in found {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let read = crate::checkpoint::read(&path, shard).and_then(|c| {
+            if c.position > log_end {
+                return Err(format!("beyond the end of the log ({log_end})"));
+            }
+            Ok(c)
+        });
+        let verdict = match (&read, metadata) {
+            (Err(why), _) => format!("NOT USABLE: {why}"),
+            (Ok(_), Some(metadata)) => match crate::recovery::load(&path, shard, metadata) {
+                Ok((_, log, groups)) => format!(
+                    "ok: {} partitions, {} index chunks, {} groups",
+                    log.partitions.len(),
+                    log.partitions
+                        .values()
+                        .map(|p| p.chunks.len())
+                        .sum::<usize>(),
+                    groups.groups.len()
+                ),
+                Err(why) => format!("NOT USABLE: {why}"),
+            },
+            (Ok(_), None) => "checksum ok".to_string(),
+        };
+        let usable = !verdict.starts_with("NOT");
+        let next = if usable && !std::mem::replace(&mut chosen, true) {
+            format!(
+                "; the next start replays the {} bytes after it",
+                log_end.saturating_sub(position)
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  checkpoint {} at position {position}, {size} bytes: {verdict}{next}",
+            name.unwrap_or_default()
+        );
+    }
+    if !chosen {
+        println!("  checkpoints: none usable (the next start replays the whole WAL)");
+    }
 }
 
 fn topic_name(names: &BTreeMap<[u8; 16], String>, id: &[u8; 16]) -> String {

@@ -129,6 +129,16 @@ fn a_restart_replays_only_what_came_after_the_checkpoint() {
         bytes[middle] ^= 0x40;
         std::fs::write(newest, bytes).unwrap();
     }
+    // `sluice wal inspect` says which checkpoint the next start uses.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["wal", "inspect"])
+        .arg(dir.path())
+        .output()
+        .expect("run sluice wal inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(lines("NOT USABLE: checksum mismatch"), 2, "{text}");
+    assert_eq!(lines("the next start replays the"), 2, "{text}");
     broker.restart();
     let log = broker.last_run_log();
     assert_eq!(
