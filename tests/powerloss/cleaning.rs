@@ -39,6 +39,8 @@ fn power_cuts_while_cleaning_keep_every_ack() {
     let mut rng = Rng::new(seed);
     let mut disk = Disk::mount("powerloss-cleaning");
     let data = disk.data_dir();
+    // A checkpoint after every MiB: cuts also land while one is written,
+    // and restarts start from one.
     let args = [
         "--wal-segment-mib",
         "1",
@@ -46,6 +48,8 @@ fn power_cuts_while_cleaning_keep_every_ack() {
         "50",
         "--log-cleaner-interval-ms",
         "20",
+        "--checkpoint-interval-mib",
+        "1",
     ];
     let mut broker = Broker::start(&data, 2, &args);
     create_topic(&broker, "short", 2, &[("retention.bytes", "65536")]);

@@ -29,7 +29,17 @@ fn power_cuts_while_producing_keep_every_ack() {
 
     let mut disk = Disk::mount("powerloss");
     let data = disk.data_dir();
-    let mut broker = Broker::start(&data, 2, &["--wal-segment-mib", "1"]);
+    // A checkpoint after every MiB (looked for every 50 ms): restarts
+    // start from one.
+    let args = [
+        "--wal-segment-mib",
+        "1",
+        "--checkpoint-interval-mib",
+        "1",
+        "--log-cleaner-interval-ms",
+        "50",
+    ];
+    let mut broker = Broker::start(&data, 2, &args);
     create_topic(&broker, TOPIC, PARTITIONS, &[]);
 
     let (mut produced, mut acked) = (BTreeMap::new(), BTreeMap::new());
@@ -114,9 +124,11 @@ fn power_cuts_while_producing_keep_every_ack() {
         chunks_dropped > 0,
         "premise: no cut found unsynced data to drop"
     );
+    let loaded = broker.log().matches("checkpoint loaded").count();
     eprintln!(
-        "[powerloss] {CUTS} cuts, {} acknowledged messages all recovered, {:.1} s",
+        "[powerloss] {CUTS} cuts, {} acknowledged messages all recovered, {loaded} restarts of a shard from a checkpoint, {:.1} s",
         acked.len(),
         started.elapsed().as_secs_f64()
     );
+    assert!(loaded > 0, "premise: no restart started from a checkpoint");
 }

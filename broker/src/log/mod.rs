@@ -184,6 +184,7 @@ impl Log {
         dir: &std::path::Path,
     ) -> Result<u64, BrokerError> {
         let _exclusive = self.maintenance.acquire_permit(1).await;
+        let started = Instant::now();
         let (position, bytes) = {
             let log = self.frames();
             let others: Vec<_> = others.iter().map(|o| o.frames()).collect();
@@ -195,6 +196,8 @@ impl Log {
                 crate::checkpoint::encode(self.shard, position, &owners),
             )
         };
+        // The one step the shard waits for (the rest runs while it serves).
+        let snapshot_us = started.elapsed().as_micros() as u64;
         self.wal.sync().await?;
         let (dir, len) = (dir.to_path_buf(), bytes.len());
         glommio::executor()
@@ -206,6 +209,8 @@ impl Log {
             shard = self.shard.index(),
             position,
             bytes = len,
+            snapshot_us,
+            seconds = started.elapsed().as_secs_f64(),
             "checkpoint written"
         );
         Ok(position)
