@@ -130,11 +130,7 @@ fn a_restart_replays_only_what_came_after_the_checkpoint() {
         std::fs::write(newest, bytes).unwrap();
     }
     // `sluice wal inspect` says which checkpoint the next start uses.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["wal", "inspect"])
-        .arg(dir.path())
-        .output()
-        .expect("run sluice wal inspect");
+    let out = crate::harness::wal_inspect(dir.path());
     let text = String::from_utf8_lossy(&out.stdout);
     let lines = |what: &str| text.lines().filter(|l| l.contains(what)).count();
     assert_eq!(lines("NOT USABLE: checksum mismatch"), 2, "{text}");

@@ -912,6 +912,15 @@ pub fn watermarks(broker: &Broker, topic: &str, partition: i32) -> (i64, i64) {
         .unwrap_or_else(|e| panic!("watermarks of {topic}/{partition}: {e}"))
 }
 
+/// Runs `sluice wal inspect DIR` and returns what it printed.
+pub fn wal_inspect(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["wal", "inspect"])
+        .arg(dir)
+        .output()
+        .expect("run sluice wal inspect")
+}
+
 /// Sends messages `ids` to `topic`, message `id` to partition
 /// `id % partitions`, values of `len` bytes; returns id → partition.
 pub fn produce_range(

@@ -283,18 +283,17 @@ fn marker_then_filler(broker: &Broker, topic: &str, marker: &[u8]) {
     );
 }
 
-/// A WAL frame corrupted on disk outside the last segment's tail: recovery
-/// must verify checksums and refuse to start, naming the file; with
-/// --skip-corruption it starts, says what it skipped, and never serves the
-/// corrupted bytes.
-#[test]
-fn checksums_are_verified_at_recovery() {
-    const TOPIC: &str = "crc-recovery";
-    let dir = DataDir::new("crc-recovery");
+/// A broker with one topic of one partition holding a marker record, then
+/// 4,000 filler records, stopped cleanly; the marker's stored bytes then
+/// get one flipped bit, outside the last segment. Returns the broker (not
+/// running), its data, the marker's bad bytes and the damaged file's name.
+fn corrupt_marker_after_a_clean_stop(name: &str) -> (DataDir, Broker, Vec<u8>, String) {
+    let topic = format!("crc-{name}");
+    let dir = DataDir::new(&topic);
     let mut broker = Broker::start(dir.path(), 1, &["--wal-segment-mib", "1"]);
-    create_topic(&broker, TOPIC, 1, &[]);
-    let (good, bad) = marker("recovery");
-    marker_then_filler(&broker, TOPIC, &good);
+    create_topic(&broker, &topic, 1, &[]);
+    let (good, bad) = marker(name);
+    marker_then_filler(&broker, &topic, &good);
     assert_eq!(broker.sigterm().code(), Some(0), "clean stop");
 
     let segments = dir.wal_segments();
@@ -307,7 +306,18 @@ fn checksums_are_verified_at_recovery() {
         "premise: the marker must not be in the last segment"
     );
     flip_byte(file, *at);
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+    (dir, broker, bad, file_name)
+}
+
+/// A WAL frame corrupted on disk outside the last segment's tail: recovery
+/// must verify checksums and refuse to start, naming the file; with
+/// --skip-corruption it starts, says what it skipped, and never serves the
+/// corrupted bytes.
+#[test]
+fn checksums_are_verified_at_recovery() {
+    const TOPIC: &str = "crc-recovery";
+    let (dir, mut broker, bad, name) = corrupt_marker_after_a_clean_stop("recovery");
     // The clean stop wrote a checkpoint; without it, recovery reads every
     // frame (with it, see the next test).
     std::fs::remove_dir_all(dir.path().join("shard-0/checkpoints")).expect("a checkpoint");
@@ -373,17 +383,7 @@ fn checksums_are_verified_at_recovery() {
 #[test]
 fn a_corrupt_frame_below_a_checkpoint_is_refused_when_read() {
     const TOPIC: &str = "crc-checkpoint";
-    let dir = DataDir::new("crc-checkpoint");
-    let mut broker = Broker::start(dir.path(), 1, &["--wal-segment-mib", "1"]);
-    create_topic(&broker, TOPIC, 1, &[]);
-    let (good, _) = marker("checkpoint");
-    marker_then_filler(&broker, TOPIC, &good);
-    assert_eq!(broker.sigterm().code(), Some(0), "clean stop");
-    let hits = find_in_segments(&dir.wal_segments(), &good);
-    assert_eq!(hits.len(), 1, "marker should be stored once: {hits:?}");
-    let (file, at) = &hits[0];
-    flip_byte(file, *at);
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let (_dir, mut broker, _, name) = corrupt_marker_after_a_clean_stop("checkpoint");
 
     broker.restart();
     assert!(

@@ -334,11 +334,7 @@ fn wal_inspect_shows_what_is_live_and_the_spare() {
         Some(20)
     );
     broker.kill9();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["wal", "inspect"])
-        .arg(dir.path())
-        .output()
-        .expect("run sluice wal inspect");
+    let out = crate::harness::wal_inspect(dir.path());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
