@@ -20,6 +20,7 @@ pub struct ConnectionGate {
 struct Counts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    accepted: u64,
     refused: u64,
 }
 
@@ -63,6 +64,7 @@ impl ConnectionGate {
             return Err((why, counts.refused));
         }
         counts.total += 1;
+        counts.accepted += 1;
         if let Some(ip) = ip {
             *counts.per_ip.entry(ip).or_default() += 1;
         }
@@ -74,7 +76,13 @@ impl ConnectionGate {
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).total
+        self.counts().0
+    }
+
+    /// Connections open now, accepted and refused so far.
+    pub fn counts(&self) -> (usize, u64, u64) {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        (c.total, c.accepted, c.refused)
     }
 }
 

@@ -86,6 +86,17 @@ pub struct ServeArgs {
     /// when the WAL is larger than 1.5 x its live bytes + 2 segments.
     #[arg(long, default_value_t = 1_000)]
     pub log_cleaner_interval_ms: u64,
+    /// Address of the metrics listener: `/metrics` (Prometheus text
+    /// format, or OpenMetrics when asked), `/health` and `/ready`. Off
+    /// unless given (a second open port is the operator's choice;
+    /// 127.0.0.1:9644 is a common pick).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Most partitions (and group partitions, for lag) given series of
+    /// their own in `/metrics`; past it only the topic's series count
+    /// them, so a broker with very many partitions cannot flood a scraper.
+    #[arg(long, default_value_t = 10_000)]
+    pub metrics_partition_series: usize,
     /// Each shard writes a checkpoint (what replay would rebuild: offsets,
     /// the sparse index, producer and group state) once this many MiB were
     /// appended to its WAL since the last one, and at a clean stop; a

@@ -29,6 +29,7 @@ use crate::context::{RequestContext, Session};
 use crate::handlers::Reply;
 use crate::lifecycle::Lifecycle;
 use crate::memory::{MemoryBudget, Reservation};
+use crate::metrics::RequestTiming;
 use crate::shard::Shard;
 
 /// Requests of one connection being handled at once.
@@ -56,6 +57,8 @@ struct Held {
     _request: (Reservation, Reservation),
     _response: Option<Reservation>,
     _fetch_slot: Option<StaticPermit>,
+    /// Counts the answer (size, latency) once it is written.
+    _timing: Option<RequestTiming>,
 }
 
 /// Fetches of one connection being read or waiting to be written. A client
@@ -164,6 +167,8 @@ async fn dispatch(
     holding: (Reservation, Reservation),
     fetch_slot: Option<StaticPermit>,
 ) -> Option<Response> {
+    let started = std::time::Instant::now();
+    let frame_len = frame.len();
     let (header, body) = match header::parse(frame) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -173,6 +178,9 @@ async fn dispatch(
     };
     match Request::decode(&header, body) {
         Ok(request) => {
+            let metrics = shard.metrics();
+            metrics.request(header.api_key, frame_len);
+            let mut timing = RequestTiming::new(metrics.clone(), header.api_key, started);
             let lifecycle = shard.lifecycle().clone();
             Lifecycle::started(&lifecycle.active_requests);
             let ctx = RequestContext {
@@ -197,7 +205,10 @@ async fn dispatch(
                     let response = crate::handlers::handle(&ctx, request).await;
                     lifecycle.done(&lifecycle.active_requests);
                     let written = match &response {
-                        Reply::Frame(bytes) => Some(ctx.shard.memory().force(bytes.len())),
+                        Reply::Frame(bytes) => {
+                            timing.set_response_bytes(bytes.len());
+                            Some(ctx.shard.memory().force(bytes.len()))
+                        }
                         _ => None,
                     };
                     drop(building);
@@ -205,6 +216,7 @@ async fn dispatch(
                         _request: held,
                         _response: written,
                         _fetch_slot: fetch_slot,
+                        _timing: Some(timing),
                     };
                     (response, held)
                 })
@@ -225,6 +237,7 @@ async fn dispatch(
                 _request: holding,
                 _response: None,
                 _fetch_slot: fetch_slot,
+                _timing: None,
             };
             Some(glommio::spawn_local(async move { (Reply::Frame(out), held) }).detach())
         }

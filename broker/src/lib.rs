@@ -31,6 +31,8 @@ pub mod log;
 pub mod logging;
 pub mod memory;
 pub mod metadata;
+pub mod metrics;
+pub mod metrics_http;
 pub mod notify;
 pub mod record_stream;
 pub mod recovery;

@@ -26,6 +26,8 @@ pub struct Recovered {
     pub groups: Coordinator,
     /// WAL position of the checkpoint recovery started from (0: none).
     pub checkpoint: u64,
+    /// What the WAL scan did.
+    pub stats: crate::metrics::RecoveryStats,
 }
 
 /// The WAL options `sluice serve` runs with.
@@ -123,6 +125,12 @@ pub async fn recover(
             log,
             groups,
             checkpoint: from,
+            stats: crate::metrics::RecoveryStats {
+                seconds: report.seconds,
+                bytes: report.bytes_scanned,
+                frames: report.frames,
+                checkpoint: from,
+            },
         });
     }
 }

@@ -3,7 +3,7 @@
 //! SO_REUSEPORT), the readiness line, and draining on SIGTERM/SIGINT.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -44,6 +44,22 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     let channels: Vec<(flume::Sender<Job>, flume::Receiver<Job>)> =
         (0..shards).map(|_| flume::bounded(CALL_QUEUE)).collect();
     let senders: Vec<flume::Sender<Job>> = channels.iter().map(|(tx, _)| tx.clone()).collect();
+    let (is_ready, stopping) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    if let Some(addr) = args.metrics_listen {
+        crate::metrics_http::start(
+            addr,
+            crate::metrics_http::Broker {
+                shards: senders.clone(),
+                gate: gate.clone(),
+                ready: is_ready.clone(),
+                stopping: stopping.clone(),
+                max_partition_series: args.metrics_partition_series,
+            },
+        )?;
+    }
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let exited = Arc::new(AtomicUsize::new(0));
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -103,6 +119,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
             args.data_dir.display()
         );
         tracing::info!(listen = %args.listen, shards, "ready");
+        is_ready.store(true, Ordering::SeqCst);
         // Until a signal arrives or a shard dies on its own.
         loop {
             if let Some(signal) = wait_signal(&signals, Duration::from_millis(200)) {
@@ -119,6 +136,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
             }
         }
     }
+    stopping.store(true, Ordering::SeqCst);
     for tx in &senders {
         let _ = tx.send(Box::new(|shard: Rc<Shard>| {
             Box::pin(async move { shard.lifecycle().shutdown.notify() })
@@ -180,6 +198,7 @@ async fn run_shard(
         args.fetch_buffer_mib << 20,
     ));
     log.set_checkpointed(recovered.checkpoint);
+    let recovered_stats = recovered.stats;
     let limits = GroupLimits::of(&args, peers.len());
     let groups = Rc::new(GroupService::new(recovered.groups, log.clone(), limits));
     let lifecycle = Rc::new(Lifecycle::default());
@@ -192,6 +211,7 @@ async fn run_shard(
         lifecycle.clone(),
         peers,
     ));
+    shard.metrics().set_recovery(recovered_stats);
     shard.groups().start(id.index(), lifecycle.clone());
     glommio::spawn_local(expire_producers(shard.clone())).detach();
     glommio::spawn_local(maintain_log(shard.clone())).detach();

@@ -19,6 +19,7 @@ use crate::lifecycle::Lifecycle;
 use crate::log::Log;
 use crate::memory::MemoryBudget;
 use crate::metadata::Metadata;
+use crate::metrics::ShardMetrics;
 use crate::shard_id::ShardId;
 
 /// Work sent to a shard: runs on its executor with its state.
@@ -35,6 +36,7 @@ pub struct Shard {
     controller: ControllerState,
     lifecycle: Rc<Lifecycle>,
     memory: Rc<MemoryBudget>,
+    metrics: Rc<ShardMetrics>,
     peers: Vec<flume::Sender<Job>>,
 }
 
@@ -61,8 +63,14 @@ impl Shard {
             groups,
             controller: ControllerState::default(),
             lifecycle,
+            metrics: Rc::default(),
             peers,
         }
+    }
+
+    /// The request counters of this shard.
+    pub fn metrics(&self) -> &Rc<ShardMetrics> {
+        &self.metrics
     }
 
     /// This shard.

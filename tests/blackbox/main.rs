@@ -39,6 +39,7 @@ mod hostile;
 mod limits;
 mod loss_modes;
 mod metadata;
+mod metrics;
 mod pipelining;
 mod retention;
 mod shards;

@@ -490,6 +490,11 @@ impl Wal {
         self.inner.st.borrow().durable
     }
 
+    /// Whether a failed write or sync has poisoned the log.
+    pub fn has_failed(&self) -> bool {
+        self.inner.st.borrow().failed.is_some()
+    }
+
     /// Where the next frame goes: every frame handed to the log so far
     /// lies below it.
     pub fn end_position(&self) -> u64 {

@@ -468,6 +468,27 @@ impl GroupService {
             .collect()
     }
 
+    /// Every group here for a metrics scrape: state, members, committed
+    /// offsets.
+    pub fn reports(&self) -> Vec<crate::metrics::GroupReport> {
+        self.coordinator
+            .borrow()
+            .groups
+            .values()
+            .map(|g| crate::metrics::GroupReport {
+                group: g.id.clone(),
+                state: g.state.name(),
+                members: g.members.len(),
+                generation: g.generation,
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((topic, partition), c)| (topic.clone(), *partition, c.offset))
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// DescribeGroups: state, protocol, members and (when stable) assignments.
     pub fn describe(&self, group: &str) -> Option<GroupDescription> {
         self.expire_due(Some(group));

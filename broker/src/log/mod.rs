@@ -141,6 +141,9 @@ pub struct Log {
     maintenance: glommio::sync::Semaphore,
     /// WAL position of the last checkpoint written or loaded.
     checkpointed: std::cell::Cell<u64>,
+    /// Fetch reads: batches found in the fetch buffer, batches not found
+    /// there, chunks read from the WAL (metrics).
+    read_counts: std::cell::Cell<(u64, u64, u64)>,
 }
 
 fn unknown_partition() -> BrokerError {
@@ -160,7 +163,72 @@ impl Log {
             cleaner_stuck_at: std::cell::Cell::new(None),
             maintenance: glommio::sync::Semaphore::new(1),
             checkpointed: std::cell::Cell::new(0),
+            read_counts: std::cell::Cell::new((0, 0, 0)),
         }
+    }
+
+    /// Fetch reads so far: batches found in the fetch buffer, batches
+    /// not found there, chunks read from the WAL.
+    pub fn read_counts(&self) -> (u64, u64, u64) {
+        self.read_counts.get()
+    }
+
+    /// Bytes the fetch buffer holds.
+    pub fn fetch_buffer_bytes(&self) -> usize {
+        self.fetch_buffer.borrow().used()
+    }
+
+    /// Idempotent producers tracked (per producer and partition).
+    pub fn producer_count(&self) -> usize {
+        self.state.borrow().producers.len()
+    }
+
+    /// The WAL's counters for a metrics scrape.
+    pub fn wal_report(&self) -> crate::metrics::WalReport {
+        let stats = self.wal.stats();
+        crate::metrics::WalReport {
+            appends: stats.frames,
+            payload_bytes: stats.payload_bytes,
+            flushes: stats.flushes,
+            syncs: stats.syncs,
+            bytes_written: stats.bytes_written,
+            segments: self.wal.segments().len(),
+            disk_bytes: self.wal.disk_bytes(),
+            failed: self.wal.has_failed(),
+        }
+    }
+
+    /// Every partition here for a metrics scrape, named by `metadata`.
+    pub fn partition_reports(&self, metadata: &Metadata) -> Vec<crate::metrics::PartitionReport> {
+        let names: std::collections::HashMap<[u8; 16], &str> = metadata
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.as_str()))
+            .collect();
+        let state = self.state.borrow();
+        state
+            .partitions
+            .iter()
+            .filter_map(|(key, p)| {
+                Some(crate::metrics::PartitionReport {
+                    topic: names.get(&key.topic_id)?.to_string(),
+                    partition: key.partition,
+                    log_start: p.log_start,
+                    log_end: p.log_end,
+                    high_watermark: p.high_watermark,
+                    bytes: p.bytes,
+                    records_in: p.traffic.records_in,
+                    bytes_in: p.traffic.bytes_in,
+                    records_out: p.traffic.records_out,
+                    bytes_out: p.traffic.bytes_out,
+                })
+            })
+            .collect()
+    }
+
+    fn count_reads(&self, hits: u64, misses: u64, chunks: u64) {
+        let (h, m, c) = self.read_counts.get();
+        self.read_counts.set((h + hits, m + misses, c + chunks));
     }
 
     /// Notes the checkpoint recovery started from (its position).
@@ -277,7 +345,7 @@ impl Log {
         let appended = self
             .wal
             .submit(RECORD_BATCH.id, &[&batch_frame_header(&key), &bytes])?;
-        partition.push(
+        partition.append(
             BatchEntry {
                 base_offset,
                 last_offset: base_offset + count - 1,
@@ -358,6 +426,7 @@ impl Log {
                 total += bytes.len();
                 batches.push(bytes);
                 next = last + 1;
+                self.count_reads(1, 0, 0);
                 continue;
             }
             let chunk = {
@@ -373,6 +442,7 @@ impl Log {
                 }
             };
             let found = self.read_chunk(&range.key, &chunk, next).await?;
+            self.count_reads(0, 0, 1);
             let before = next;
             for (entry, bytes) in found {
                 if entry.last_offset < next {
@@ -384,6 +454,7 @@ impl Log {
                 total += bytes.len();
                 batches.push(bytes);
                 next = entry.last_offset + 1;
+                self.count_reads(0, 1, 0);
             }
             if next == before {
                 return Err(BrokerError::Storage(format!(
@@ -392,6 +463,10 @@ impl Log {
                 )));
             }
             glommio::yield_if_needed().await;
+        }
+        if let Some(p) = self.state.borrow_mut().partitions.get_mut(&range.key) {
+            p.traffic.records_out += (next - range.offset).max(0) as u64;
+            p.traffic.bytes_out += total as u64;
         }
         let records = match batches.len() {
             1 => batches.pop().expect("one batch"),

@@ -108,6 +108,19 @@ impl Chunk {
     }
 }
 
+/// Records and bytes through a partition since the process started.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    /// Records appended (offsets given out).
+    pub records_in: u64,
+    /// Bytes of the batches appended.
+    pub bytes_in: u64,
+    /// Records served to fetches (offsets of the batches returned).
+    pub records_out: u64,
+    /// Bytes served to fetches.
+    pub bytes_out: u64,
+}
+
 /// A partition's log state.
 #[derive(Debug, Default)]
 pub struct Partition {
@@ -131,6 +144,9 @@ pub struct Partition {
     pub bytes: u64,
     /// Batches in `chunks`.
     pub batches: u64,
+    /// Records and bytes appended and fetched since the process started
+    /// (metrics).
+    pub traffic: Traffic,
     /// WAL position of the log-start frame that set `log_start`, if one did.
     pub log_start_position: Option<u64>,
     /// During replay: the log start the log-start frames set (the largest),
@@ -142,6 +158,13 @@ impl Partition {
     /// Index of the first chunk holding an offset at or after `offset`.
     pub fn chunk_at(&self, offset: i64) -> usize {
         self.chunks.partition_point(|c| c.last_offset < offset)
+    }
+
+    /// Appends a batch produced now, in WAL segment `segment`.
+    pub fn append(&mut self, entry: BatchEntry, segment: u64) {
+        self.traffic.records_in += (entry.last_offset - entry.base_offset + 1) as u64;
+        self.traffic.bytes_in += u64::from(entry.size);
+        self.push(entry, segment);
     }
 
     /// Records a new batch at the log end, in WAL segment `segment`.

@@ -1,0 +1,331 @@
+//! What a shard counts, next to the owners whose work it is: plain cells,
+//! no atomics or locks on the hot path. The metrics listener
+//! (`metrics_http.rs`) gathers a [`ShardReport`] from every shard at
+//! scrape time, through the shards' call queues, and renders them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::shard::Shard;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A histogram with fixed buckets, owned by one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last is +Inf.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds` (ascending).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Counts one observation.
+    pub fn observe(&mut self, v: f64) {
+        let at = self.bounds.partition_point(|b| *b < v);
+        self.counts[at] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+
+    /// (upper bound, observations in that bucket) pairs, +Inf last.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.counts.iter().copied())
+            .collect()
+    }
+
+    /// Sum of the observations.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Adds another histogram over the same buckets.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// Requests of one API on one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiStats {
+    /// Requests answered (or closed).
+    pub requests: u64,
+    /// Bytes of their frames.
+    pub request_bytes: u64,
+    /// Bytes of their answers.
+    pub response_bytes: u64,
+    /// From the request read to its answer written.
+    pub latency: Histogram,
+}
+
+impl ApiStats {
+    /// Adds another shard's counts.
+    pub fn merge(&mut self, other: &ApiStats) {
+        self.requests += other.requests;
+        self.request_bytes += other.request_bytes;
+        self.response_bytes += other.response_bytes;
+        self.latency.merge(&other.latency);
+    }
+}
+
+impl Default for ApiStats {
+    fn default() -> ApiStats {
+        ApiStats {
+            requests: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            latency: Histogram::new(LATENCY_BUCKETS),
+        }
+    }
+}
+
+/// What recovery did at start-up on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecoveryStats {
+    /// Wall time of the WAL scan.
+    pub seconds: f64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Frames replayed.
+    pub frames: u64,
+    /// WAL position of the checkpoint it started from (0: none).
+    pub checkpoint: u64,
+}
+
+/// The request counters of one shard.
+#[derive(Debug, Default)]
+pub struct ShardMetrics {
+    apis: RefCell<BTreeMap<i16, ApiStats>>,
+    recovery: Cell<RecoveryStats>,
+}
+
+impl ShardMetrics {
+    /// Notes what recovery did.
+    pub fn set_recovery(&self, stats: RecoveryStats) {
+        self.recovery.set(stats);
+    }
+
+    /// What recovery did.
+    pub fn recovery(&self) -> RecoveryStats {
+        self.recovery.get()
+    }
+
+    /// Counts a request of `api` whose frame had `bytes` bytes.
+    pub fn request(&self, api: i16, bytes: usize) {
+        let mut apis = self.apis.borrow_mut();
+        let s = apis.entry(api).or_default();
+        s.requests += 1;
+        s.request_bytes += bytes as u64;
+    }
+
+    /// Counts an answer of `api`, written `started` after its request was read.
+    pub fn answered(&self, api: i16, bytes: usize, started: Instant) {
+        let mut apis = self.apis.borrow_mut();
+        let s = apis.entry(api).or_default();
+        s.response_bytes += bytes as u64;
+        s.latency.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Every API's counters so far.
+    pub fn apis(&self) -> BTreeMap<i16, ApiStats> {
+        self.apis.borrow().clone()
+    }
+}
+
+/// A request being handled: its answer is counted when this is dropped,
+/// which happens once the answer is written (or the connection gone).
+pub struct RequestTiming {
+    metrics: Rc<ShardMetrics>,
+    api: i16,
+    started: Instant,
+    response_bytes: usize,
+}
+
+impl RequestTiming {
+    /// Starts timing a request of `api` read at `started`.
+    pub fn new(metrics: Rc<ShardMetrics>, api: i16, started: Instant) -> RequestTiming {
+        RequestTiming {
+            metrics,
+            api,
+            started,
+            response_bytes: 0,
+        }
+    }
+
+    /// The answer's size.
+    pub fn set_response_bytes(&mut self, bytes: usize) {
+        self.response_bytes = bytes;
+    }
+}
+
+impl Drop for RequestTiming {
+    fn drop(&mut self) {
+        self.metrics
+            .answered(self.api, self.response_bytes, self.started);
+    }
+}
+
+/// One partition as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct PartitionReport {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// First offset in the log.
+    pub log_start: i64,
+    /// Offset the next batch gets.
+    pub log_end: i64,
+    /// Offsets below it are visible.
+    pub high_watermark: i64,
+    /// Bytes of its batches.
+    pub bytes: u64,
+    /// Records and bytes appended since the process started.
+    pub records_in: u64,
+    /// See `records_in`.
+    pub bytes_in: u64,
+    /// Records and bytes fetched since the process started.
+    pub records_out: u64,
+    /// See `records_out`.
+    pub bytes_out: u64,
+}
+
+/// One group as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    /// Group id.
+    pub group: String,
+    /// Its state's name (Empty, Stable, ...).
+    pub state: &'static str,
+    /// Members now.
+    pub members: usize,
+    /// Current generation.
+    pub generation: i32,
+    /// Committed offsets: (topic, partition, offset).
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+/// The WAL of one shard as a scrape sees it.
+#[derive(Debug, Clone, Default)]
+pub struct WalReport {
+    /// Frames appended since open.
+    pub appends: u64,
+    /// Payload bytes appended.
+    pub payload_bytes: u64,
+    /// Flushes (write + fdatasync) completed.
+    pub flushes: u64,
+    /// fdatasync calls completed.
+    pub syncs: u64,
+    /// Bytes written by flushes.
+    pub bytes_written: u64,
+    /// Segments in the log now.
+    pub segments: usize,
+    /// Bytes of its segment files.
+    pub disk_bytes: u64,
+    /// Whether a failed write or sync poisoned it.
+    pub failed: bool,
+}
+
+/// Everything one shard reports to a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    /// The shard's index.
+    pub shard: usize,
+    /// Requests by API key.
+    pub apis: BTreeMap<i16, ApiStats>,
+    /// Its WAL.
+    pub wal: WalReport,
+    /// Fetch buffer: bytes held, batches found there and not.
+    pub fetch_buffer_bytes: u64,
+    /// See `fetch_buffer_bytes`.
+    pub fetch_buffer_hits: u64,
+    /// See `fetch_buffer_bytes`.
+    pub fetch_buffer_misses: u64,
+    /// Index chunks read from the WAL for fetches.
+    pub chunk_reads: u64,
+    /// Its partitions.
+    pub partitions: Vec<PartitionReport>,
+    /// The groups it coordinates.
+    pub groups: Vec<GroupReport>,
+    /// Idempotent producers tracked (per producer and partition).
+    pub producers: usize,
+    /// Memory budget in use and its limit.
+    pub memory_used: u64,
+    /// See `memory_used`.
+    pub memory_limit: u64,
+    /// What recovery did at start-up.
+    pub recovery: RecoveryStats,
+}
+
+impl ShardReport {
+    /// Gathers the report on `shard` (in one synchronous step).
+    pub fn of(shard: &Rc<Shard>) -> ShardReport {
+        let metadata = shard.metadata();
+        let log = shard.log();
+        let (hits, misses, chunk_reads) = log.read_counts();
+        ShardReport {
+            shard: shard.id().index(),
+            apis: shard.metrics().apis(),
+            wal: log.wal_report(),
+            fetch_buffer_bytes: log.fetch_buffer_bytes() as u64,
+            fetch_buffer_hits: hits,
+            fetch_buffer_misses: misses,
+            chunk_reads,
+            partitions: log.partition_reports(&metadata),
+            groups: shard.groups().reports(),
+            producers: log.producer_count(),
+            memory_used: shard.memory().used() as u64,
+            memory_limit: shard.memory().limit() as u64,
+            recovery: shard.metrics().recovery(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_fall_in_their_buckets() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.1, 0.5, 2.0, 3.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.buckets(), [(0.1, 2), (1.0, 1), (f64::INFINITY, 2)]);
+        assert_eq!(h.count(), 5);
+        let mut twice = h.clone();
+        twice.merge(&h);
+        assert_eq!(twice.count(), 10);
+        assert!((twice.sum() - 2.0 * h.sum()).abs() < 1e-9);
+    }
+}

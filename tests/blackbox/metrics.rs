@@ -1,0 +1,136 @@
+//! The metrics listener: `/metrics` agrees with what the test did (records
+//! in = records acknowledged, lag = what the test left uncommitted) and
+//! passes `promtool check metrics`; OpenMetrics when asked; `/health` and
+//! `/ready` answer.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::harness::{
+    consume_to_end, create_topic, free_port, produce_range, producer, watermarks, Broker, DataDir,
+};
+use crate::retention::commit;
+
+/// GETs `path` with `accept` (if any); (status, body).
+fn get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the metrics listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: sluice\r\n{accept}\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
+/// Samples of a Prometheus text page: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_agree_with_what_clients_did_and_pass_promtool() {
+    let dir = DataDir::new("metrics");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let broker = Broker::start(dir.path(), 2, &["--metrics-listen", &metrics]);
+    assert_eq!(get(&metrics, "/ready", None), (200, "ready\n".into()));
+    assert_eq!(get(&metrics, "/health", None), (200, "ok\n".into()));
+    assert_eq!(get(&metrics, "/nothing", None).0, 404);
+
+    create_topic(&broker, "mt", 3, &[]);
+    let p = producer(&broker, &[("linger.ms", "2")]);
+    produce_range(&p, "mt", 3, 0..3_000, 100);
+    assert!(p.flush(Duration::from_secs(30)));
+    let acked = p.acked().len() as f64;
+    assert_eq!(acked, 3_000.0);
+    let consumed = consume_to_end(&broker, "mt", Duration::from_secs(30));
+    assert_eq!(consumed.len(), 3_000);
+    commit(&broker, "mg", "mt", &[(0, 100), (1, 200)]);
+    let hw: Vec<i64> = (0..2).map(|p| watermarks(&broker, "mt", p).1).collect();
+
+    let (status, text) = get(&metrics, "/metrics", None);
+    assert_eq!(status, 200);
+    let s = samples(&text);
+    let value = |key: &str| {
+        *s.get(key)
+            .unwrap_or_else(|| panic!("no sample {key} in:\n{text}"))
+    };
+    assert_eq!(value(r#"sluice_topic_records_in_total{topic="mt"}"#), acked);
+    assert!(value(r#"sluice_topic_records_out_total{topic="mt"}"#) >= acked);
+    assert_eq!(value(r#"sluice_topic_partitions{topic="mt"}"#), 3.0);
+    assert_eq!(
+        value(r#"sluice_partition_high_watermark{topic="mt",partition="0"}"#),
+        hw[0] as f64
+    );
+    assert_eq!(
+        value(r#"sluice_group_lag{group="mg",topic="mt",partition="0"}"#),
+        (hw[0] - 100) as f64
+    );
+    assert_eq!(
+        value(r#"sluice_group_lag{group="mg",topic="mt",partition="1"}"#),
+        (hw[1] - 200) as f64
+    );
+    assert_eq!(
+        value(r#"sluice_group_topic_lag{group="mg",topic="mt"}"#),
+        (hw[0] + hw[1] - 300) as f64
+    );
+    assert_eq!(value("sluice_shards"), 2.0);
+    let produces = value(r#"sluice_requests_total{api="Produce"}"#);
+    assert!(produces > 0.0);
+    assert_eq!(
+        value(r#"sluice_request_duration_seconds_count{api="Produce"}"#),
+        produces,
+        "every produce answered and timed"
+    );
+    assert!(
+        value(r#"sluice_wal_appends_total{shard="0"}"#)
+            + value(r#"sluice_wal_appends_total{shard="1"}"#)
+            >= 1.0
+    );
+    assert!(value("sluice_connections_accepted_total") >= 1.0);
+
+    // The page is valid for Prometheus' own checker.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // OpenMetrics when the scraper asks for it.
+    let (status, open) = get(
+        &metrics,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert_eq!(status, 200);
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE sluice_requests counter"), "{open}");
+}
