@@ -40,4 +40,5 @@ pub mod router;
 pub mod server;
 pub mod shard;
 pub mod shard_id;
+pub mod status_page;
 pub mod util;

@@ -25,7 +25,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::admission::ConnectionGate;
-use crate::metrics::{ApiStats, ShardReport};
+use crate::metrics::{ApiStats, Histogram, ShardReport};
 use crate::shard::{Job, Shard};
 
 /// How long a scrape waits for a shard's report; a shard that does not
@@ -55,8 +55,9 @@ pub fn start(addr: SocketAddr, broker: Broker) -> Result<(), String> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let mut last = None;
             for request in server.incoming_requests() {
-                let (status, content_type, body) = answer(&broker, &request);
+                let (status, content_type, body) = answer(&broker, &request, &mut last);
                 let header = tiny_http::Header::from_bytes("Content-Type", content_type)
                     .expect("a valid header");
                 let response = tiny_http::Response::from_string(body)
@@ -73,7 +74,11 @@ pub fn start(addr: SocketAddr, broker: Broker) -> Result<(), String> {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn answer(broker: &Broker, request: &tiny_http::Request) -> (u16, &'static str, String) {
+fn answer(
+    broker: &Broker,
+    request: &tiny_http::Request,
+    last: &mut Option<crate::status_page::Totals>,
+) -> (u16, &'static str, String) {
     if request.method() != &tiny_http::Method::Get {
         return (405, TEXT, "only GET\n".into());
     }
@@ -123,7 +128,18 @@ fn answer(broker: &Broker, request: &tiny_http::Request) -> (u16, &'static str, 
                 (503, TEXT, "recovering\n".into())
             }
         }
-        _ => (404, TEXT, "not found: /metrics, /health, /ready\n".into()),
+        "/" => {
+            let reports = gather(broker);
+            let (open, _, _) = broker.gate.counts();
+            let ready = broker.ready.load(Ordering::SeqCst);
+            let page = crate::status_page::render(&reports, open, ready, last);
+            (200, "text/html; charset=utf-8", page)
+        }
+        _ => (
+            404,
+            TEXT,
+            "not found: /, /metrics, /health, /ready\n".into(),
+        ),
     }
 }
 
@@ -252,6 +268,25 @@ where
     Ok(())
 }
 
+/// Writes one histogram family, a histogram per label set.
+fn histograms<'h>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Labels, &'h Histogram)>,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in samples {
+        metric.encode_family(&labels)?.encode_histogram::<Labels>(
+            h.sum(),
+            h.count(),
+            &h.buckets(),
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 /// A value per shard.
 fn per_shard<T>(shards: &[ShardReport], f: impl Fn(&ShardReport) -> T) -> Vec<(Labels, T)> {
     shards
@@ -307,23 +342,13 @@ impl Collector for Scrape {
             "Bytes of the answers written, by API.",
             &by_api(&|a| a.response_bytes),
         )?;
-        {
-            let mut metric = e.encode_descriptor(
-                "sluice_request_duration_seconds",
-                "From a request read to its answer written, by API.",
-                None,
-                MetricType::Histogram,
-            )?;
-            for (key, a) in &apis {
-                let labels: Labels = vec![label("api", api_name(*key))];
-                metric.encode_family(&labels)?.encode_histogram::<Labels>(
-                    a.latency.sum(),
-                    a.latency.count(),
-                    &a.latency.buckets(),
-                    None,
-                )?;
-            }
-        }
+        histograms(
+            &mut e,
+            "sluice_request_duration_seconds",
+            "From a request read to its answer written, by API.",
+            apis.iter()
+                .map(|(k, a)| (vec![label("api", api_name(*k))], &a.latency)),
+        )?;
 
         // The WAL of each shard.
         counter(
@@ -373,6 +398,29 @@ impl Collector for Scrape {
             "sluice_wal_failed",
             "1 once a failed write or sync poisoned the WAL (the process then stops).",
             &per_shard(shards, |r| i64::from(r.wal.failed)),
+        )?;
+
+        gauge(
+            &mut e,
+            "sluice_wal_flushes_in_flight",
+            "WAL flushes running now.",
+            &per_shard(shards, |r| r.wal.flushes_in_flight as i64),
+        )?;
+        histograms(
+            &mut e,
+            "sluice_wal_sync_duration_seconds",
+            "Seconds each WAL flush's fdatasync took.",
+            shards.iter().filter_map(|r| {
+                Some((vec![label("shard", r.shard)], r.wal.sync_seconds.as_ref()?))
+            }),
+        )?;
+        histograms(
+            &mut e,
+            "sluice_wal_flush_frames",
+            "Frames each WAL flush carried (the group-commit size).",
+            shards.iter().filter_map(|r| {
+                Some((vec![label("shard", r.shard)], r.wal.flush_frames.as_ref()?))
+            }),
         )?;
 
         // Fetch reads.

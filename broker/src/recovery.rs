@@ -62,7 +62,11 @@ pub async fn recover(
         let mut owners = FrameOwners::new();
         owners.register(&mut log)?;
         owners.register(&mut groups)?;
-        let visit = |frame: RecoveredFrame<'_>| owners.replay(&frame, metadata);
+        let mut progress = Progress::new(shard, &wal_dir, from);
+        let visit = |frame: RecoveredFrame<'_>| {
+            progress.at(frame.position);
+            owners.replay(&frame, metadata)
+        };
         let replayed = if wal.is_some() {
             // Opened (its tail repaired) by a try with a checkpoint that
             // then proved unusable: read again, from further back.
@@ -132,6 +136,62 @@ pub async fn recover(
                 checkpoint: from,
             },
         });
+    }
+}
+
+/// Logs a long replay's progress every [`PROGRESS_EVERY`]: bytes replayed
+/// of those to replay, the rate, and the time left at that rate.
+struct Progress {
+    shard: ShardId,
+    from: u64,
+    total: u64,
+    started: std::time::Instant,
+    next: std::time::Instant,
+    frames: u64,
+}
+
+/// How often a replay says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Progress {
+    fn new(shard: ShardId, wal_dir: &Path, from: u64) -> Progress {
+        let end = sluice_wal_core::segment::list_segments(wal_dir)
+            .ok()
+            .and_then(|s| s.last().map(|l| l.base + l.len))
+            .unwrap_or(0);
+        let now = std::time::Instant::now();
+        Progress {
+            shard,
+            from,
+            total: end.saturating_sub(from),
+            started: now,
+            next: now + PROGRESS_EVERY,
+            frames: 0,
+        }
+    }
+
+    /// A frame at `position` was replayed.
+    fn at(&mut self, position: u64) {
+        self.frames += 1;
+        if !self.frames.is_multiple_of(1024) {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + PROGRESS_EVERY;
+        let done = position.saturating_sub(self.from);
+        let seconds = now.duration_since(self.started).as_secs_f64();
+        let rate = done as f64 / seconds.max(1e-9);
+        tracing::info!(
+            shard = self.shard.index(),
+            replayed_bytes = done,
+            of_bytes = self.total,
+            mb_per_s = (rate / 1e6).round(),
+            seconds_left = (self.total.saturating_sub(done) as f64 / rate.max(1.0)).round(),
+            "recovering"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! The metrics listener: `/metrics` agrees with what the test did (records
 //! in = records acknowledged, lag = what the test left uncommitted) and
-//! passes `promtool check metrics`; OpenMetrics when asked; `/health` and
-//! `/ready` answer.
+//! passes `promtool check metrics`; OpenMetrics when asked; the status page
+//! shows the same in a headless Chromium; `/health` and `/ready` answer.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -42,7 +42,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 }
 
 #[test]
-fn metrics_agree_with_what_clients_did_and_pass_promtool() {
+fn metrics_and_the_status_page_agree_with_what_clients_did() {
     let dir = DataDir::new("metrics");
     let metrics = format!("127.0.0.1:{}", free_port());
     let broker = Broker::start(dir.path(), 2, &["--metrics-listen", &metrics]);
@@ -123,6 +123,29 @@ fn metrics_agree_with_what_clients_did_and_pass_promtool() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+
+    // The status page, as a real browser shows it.
+    let page = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            &format!("http://{metrics}/"),
+        ])
+        .output()
+        .expect("chromium (Debian's chromium package; .ci/run installs it)");
+    let dom = String::from_utf8_lossy(&page.stdout);
+    assert!(dom.contains("2 of 2 shards answering"), "{dom}");
+    assert!(
+        dom.contains(r#"<tr data-topic="mt"><td>mt</td><td>3</td>"#),
+        "{dom}"
+    );
+    let lag = format!(
+        r#"<tr data-group="mg" data-topic="mt"><td>mg</td><td>Empty</td><td>0</td><td>mt</td><td>2</td><td class="lag">{}</td></tr>"#,
+        hw[0] + hw[1] - 300
+    );
+    assert!(dom.contains(&lag), "no {lag} in:\n{dom}");
 
     // OpenMetrics when the scraper asks for it.
     let (status, open) = get(

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod format;
+pub mod histogram;
 pub mod reader;
 pub mod recovery;
 pub mod segment;

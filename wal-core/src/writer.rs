@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use glommio::io::{DmaBuffer, DmaFile};
 
@@ -32,6 +33,7 @@ use crate::format::{
     align_up, encode_frame, encode_padding, frame_disk_len, segment_file_name, BLOCK,
     DURABLE_MARK_LEN, FIRST_USER_FRAME_TYPE, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use crate::histogram::{Histogram, COUNT_BUCKETS, LATENCY_BUCKETS};
 use crate::recovery::{scan_from, RecoveredFrame, RecoveryMode, RecoveryReport};
 use crate::segment::{
     absolute, create_dir_durably, create_segment, install_spare, move_aside, open_segment,
@@ -119,6 +121,12 @@ struct Flush {
 }
 
 struct State {
+    /// Seconds each flush's fdatasync took.
+    sync_seconds: Histogram,
+    /// Frames each flush carried (the group-commit size).
+    flush_frames: Histogram,
+    /// Frames appended when the last flush was planned.
+    frames_planned: u64,
     /// Position of the next frame.
     next_pos: u64,
     /// Segment that appends go to (may not be created yet).
@@ -293,6 +301,9 @@ impl Wal {
         };
         segments.insert(open_base, Some(file.clone()));
         let st = State {
+            sync_seconds: Histogram::new(LATENCY_BUCKETS),
+            flush_frames: Histogram::new(COUNT_BUCKETS),
+            frames_planned: 0,
             next_pos,
             append_segment: open_base,
             active: None,
@@ -488,6 +499,18 @@ impl Wal {
     /// Every byte below this position is durable (and readable).
     pub fn durable_position(&self) -> u64 {
         self.inner.st.borrow().durable
+    }
+
+    /// Seconds each flush's fdatasync took, and frames each flush
+    /// carried, so far.
+    pub fn flush_histograms(&self) -> (Histogram, Histogram) {
+        let st = self.inner.st.borrow();
+        (st.sync_seconds.clone(), st.flush_frames.clone())
+    }
+
+    /// Flushes (write + fdatasync) running now.
+    pub fn flushes_in_flight(&self) -> usize {
+        self.inner.st.borrow().in_flight
     }
 
     /// Whether a failed write or sync has poisoned the log.
@@ -712,6 +735,9 @@ impl State {
             .last()
             .map_or(0, |c| c.segment + c.offset + c.len as u64);
         self.flushes.push_back(Flush { end, done: false });
+        let frames = self.stats.frames - self.frames_planned;
+        self.frames_planned = self.stats.frames;
+        self.flush_frames.observe(frames as f64);
         self.in_flight += 1;
         self.stats.peak_flushes_in_flight =
             self.stats.peak_flushes_in_flight.max(self.in_flight as u64);
@@ -722,11 +748,14 @@ impl State {
         }
     }
 
-    fn flush_done(&mut self, end: u64, writes: u64, bytes: u64, result: Result<()>) {
+    fn flush_done(&mut self, end: u64, writes: u64, bytes: u64, result: Result<Duration>) {
         self.in_flight -= 1;
-        if let Err(e) = result {
-            self.fail(e.to_string());
-            return;
+        match result {
+            Err(e) => {
+                self.fail(e.to_string());
+                return;
+            }
+            Ok(sync) => self.sync_seconds.observe(sync.as_secs_f64()),
         }
         self.stats.flushes += 1;
         self.stats.syncs += 1;
@@ -838,8 +867,9 @@ async fn prepare_once(inner: &Rc<Inner>) -> bool {
     }
 }
 
-/// Writes the chunks (concurrently) and then syncs the file once.
-async fn write_and_sync(file: &Rc<DmaFile>, chunks: Vec<Chunk>) -> Result<()> {
+/// Writes the chunks (concurrently) and then syncs the file once;
+/// returns how long the sync took.
+async fn write_and_sync(file: &Rc<DmaFile>, chunks: Vec<Chunk>) -> Result<Duration> {
     let mut tasks = Vec::with_capacity(chunks.len());
     for mut chunk in chunks {
         let file = file.clone();
@@ -866,7 +896,9 @@ async fn write_and_sync(file: &Rc<DmaFile>, chunks: Vec<Chunk>) -> Result<()> {
     if let Some(why) = first_error {
         return Err(WalError::Failed(why));
     }
+    let started = std::time::Instant::now();
     file.fdatasync()
         .await
-        .map_err(|e| WalError::Failed(format!("fdatasync: {e}")))
+        .map_err(|e| WalError::Failed(format!("fdatasync: {e}")))?;
+    Ok(started.elapsed())
 }

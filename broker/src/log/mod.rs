@@ -186,6 +186,7 @@ impl Log {
     /// The WAL's counters for a metrics scrape.
     pub fn wal_report(&self) -> crate::metrics::WalReport {
         let stats = self.wal.stats();
+        let (sync_seconds, flush_frames) = self.wal.flush_histograms();
         crate::metrics::WalReport {
             appends: stats.frames,
             payload_bytes: stats.payload_bytes,
@@ -195,6 +196,9 @@ impl Log {
             segments: self.wal.segments().len(),
             disk_bytes: self.wal.disk_bytes(),
             failed: self.wal.has_failed(),
+            flushes_in_flight: self.wal.flushes_in_flight(),
+            sync_seconds: Some(sync_seconds),
+            flush_frames: Some(flush_frames),
         }
     }
 
