@@ -148,6 +148,7 @@ struct Progress {
     started: std::time::Instant,
     next: std::time::Instant,
     frames: u64,
+    check_at: u64,
 }
 
 /// How often a replay says how far it is.
@@ -167,15 +168,19 @@ impl Progress {
             started: now,
             next: now + PROGRESS_EVERY,
             frames: 0,
+            check_at: from,
         }
     }
 
     /// A frame at `position` was replayed.
     fn at(&mut self, position: u64) {
+        // The clock is read every 1,024 frames or 64 MiB, whichever
+        // comes first.
         self.frames += 1;
-        if !self.frames.is_multiple_of(1024) {
+        if !self.frames.is_multiple_of(1024) && position < self.check_at {
             return;
         }
+        self.check_at = position + (64 << 20);
         let now = std::time::Instant::now();
         if now < self.next {
             return;
