@@ -12,6 +12,7 @@
 //! published to every shard as an immutable snapshot. Errors are one type
 //! (`error`), mapped to Kafka codes in one place.
 
+pub mod admin;
 pub mod admission;
 pub mod alloc;
 pub mod checkpoint;

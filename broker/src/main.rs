@@ -1,4 +1,5 @@
-//! The `sluice` command: `sluice serve` runs the broker, `sluice wal inspect`
+//! The `sluice` command: `sluice serve` runs the broker, `sluice admin`
+//! manages topics and groups of a running broker, `sluice wal inspect`
 //! reads WAL segments directly for an operator.
 
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ enum Command {
     // A flag given twice takes the last value: config-file flags go first.
     #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
+    /// Topics, groups and the cluster of a running broker (any
+    /// Kafka-compatible one), through the Kafka protocol.
+    Admin(Box<sluice::admin::AdminArgs>),
     /// Tools that read the write-ahead log directly.
     Wal {
         #[command(subcommand)]
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
             sluice::crash::install_panic_hook();
             sluice::server::serve(*args)
         }
+        Command::Admin(args) => sluice::admin::run(&args),
         Command::Wal {
             command: WalCommand::Inspect { dir, frames },
         } => sluice::inspect::inspect(&dir, frames),

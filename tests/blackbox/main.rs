@@ -27,6 +27,7 @@ mod harness;
 mod raw;
 mod verify;
 
+mod admin;
 mod admin_clients;
 mod checkpoints;
 mod corrupt;
