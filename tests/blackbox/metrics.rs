@@ -147,6 +147,37 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
     );
     assert!(dom.contains(&lag), "no {lag} in:\n{dom}");
 
+    // deploy/: the scrape config is valid, and every metric the dashboard
+    // asks for is on the page.
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus.yml");
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "config", config])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/grafana-dashboard.json")).unwrap();
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("sluice_") {
+                    asked += 1;
+                    assert!(
+                        text.lines().any(|l| l.starts_with(word)),
+                        "the dashboard asks for {word}, which /metrics does not have"
+                    );
+                }
+            }
+        }
+    }
+    assert!(asked >= 12, "the dashboard asks for {asked} metrics");
+
     // OpenMetrics when the scraper asks for it.
     let (status, open) = get(
         &metrics,
