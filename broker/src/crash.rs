@@ -62,6 +62,9 @@ pub enum FailPoint {
     /// `dir-sync-fail:SHARD:MS`: from MS ms after start, every directory
     /// sync after a metadata rename fails, as it does on a failing disk.
     DirSyncFail { shard: usize, after_ms: u64 },
+    /// `recovery-delay:SHARD:MS`: that shard waits MS ms before it recovers
+    /// (a long recovery, for `/ready`).
+    RecoveryDelay { shard: usize, after_ms: u64 },
 }
 
 /// Set by the `dir-sync-fail` fail point.
@@ -96,6 +99,7 @@ impl FailPoint {
             Some("shard-panic") => Ok(FailPoint::ShardPanic { shard, after_ms }),
             Some("wal-fail") => Ok(FailPoint::WalFail { shard, after_ms }),
             Some("dir-sync-fail") => Ok(FailPoint::DirSyncFail { shard, after_ms }),
+            Some("recovery-delay") => Ok(FailPoint::RecoveryDelay { shard, after_ms }),
             _ => Err(bad()),
         }
     }
@@ -126,6 +130,13 @@ mod tests {
             Ok(FailPoint::DirSyncFail {
                 shard: 0,
                 after_ms: 5
+            })
+        );
+        assert_eq!(
+            FailPoint::parse("recovery-delay:1:3000"),
+            Ok(FailPoint::RecoveryDelay {
+                shard: 1,
+                after_ms: 3000
             })
         );
         assert!(FailPoint::parse("wal-fail:x:1").is_err());

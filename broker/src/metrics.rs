@@ -167,6 +167,8 @@ pub struct GroupReport {
     pub members: usize,
     /// Current generation.
     pub generation: i32,
+    /// Rebalances (new generations) since the process started.
+    pub rebalances: u64,
     /// Committed offsets: (topic, partition, offset).
     pub offsets: Vec<(String, i32, i64)>,
 }

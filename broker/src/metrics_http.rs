@@ -665,6 +665,16 @@ impl Collector for Scrape {
             "Generation of the consumer group.",
             &by_group(&|g| i64::from(g.generation)),
         )?;
+        let rebalances: Vec<(Labels, u64)> = groups
+            .iter()
+            .map(|g| (vec![label("group", &g.group)], g.rebalances))
+            .collect();
+        counter(
+            &mut e,
+            "sluice_group_rebalances",
+            "Rebalances (new generations) of the group since the broker started.",
+            &rebalances,
+        )?;
         let states: Vec<(Labels, i64)> = groups
             .iter()
             .map(|g| (vec![label("group", &g.group), label("state", g.state)], 1))

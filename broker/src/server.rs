@@ -191,6 +191,11 @@ async fn run_shard(
         gate,
         fail_point,
     } = start;
+    if let Some(FailPoint::RecoveryDelay { shard, after_ms }) = fail_point {
+        if shard == id.index() {
+            glommio::timer::sleep(Duration::from_millis(after_ms)).await;
+        }
+    }
     let recovered = crate::recovery::recover(id, &args, &metadata).await?;
     let log = Rc::new(Log::new(
         recovered.wal,
@@ -320,7 +325,14 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
     | FailPoint::DirSyncFail {
         shard: at,
         after_ms,
+    }
+    | FailPoint::RecoveryDelay {
+        shard: at,
+        after_ms,
     }) = fail_point;
+    if matches!(fail_point, FailPoint::RecoveryDelay { .. }) {
+        return; // done before recovery (`run_shard`)
+    }
     if at != shard.id().index() {
         return;
     }
@@ -331,6 +343,7 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
             .log()
             .inject_wal_failure("fail point: fdatasync failed"),
         FailPoint::DirSyncFail { .. } => crash::fail_dir_syncs(),
+        FailPoint::RecoveryDelay { .. } => {}
     }
 }
 

@@ -188,3 +188,36 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
     assert!(open.ends_with("# EOF\n"), "{open}");
     assert!(open.contains("# TYPE sluice_requests counter"), "{open}");
 }
+
+/// `/ready` answers 503 `recovering` while a shard recovers (a fail point
+/// makes shard 1 wait 3 s first), and 200 once the broker is ready;
+/// `/health` fails meanwhile too (the shard does not answer).
+#[test]
+fn ready_says_recovering_until_every_shard_has_recovered() {
+    let dir = DataDir::new("metrics-ready");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let (path, listen) = (dir.path().to_path_buf(), metrics.clone());
+    let starting = std::thread::spawn(move || {
+        Broker::try_start_env(
+            &path,
+            2,
+            &["--metrics-listen", &listen],
+            &[("SLUICE_FAIL_POINT", "recovery-delay:1:3000")],
+        )
+    });
+    let (mut recovering, mut unhealthy) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !starting.is_finished() && std::time::Instant::now() < deadline {
+        if TcpStream::connect(&metrics).is_ok() {
+            recovering |= get(&metrics, "/ready", None) == (503, "recovering\n".into());
+            unhealthy |= get(&metrics, "/health", None).0 == 503;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let broker = starting.join().unwrap().expect("the broker starts");
+    assert!(recovering, "/ready never said recovering");
+    assert!(unhealthy, "/health never failed while a shard recovered");
+    assert_eq!(get(&metrics, "/ready", None), (200, "ready\n".into()));
+    assert_eq!(get(&metrics, "/health", None), (200, "ok\n".into()));
+    drop(broker);
+}

@@ -480,6 +480,7 @@ impl GroupService {
                 state: g.state.name(),
                 members: g.members.len(),
                 generation: g.generation,
+                rebalances: g.rebalances,
                 offsets: g
                     .offsets
                     .iter()

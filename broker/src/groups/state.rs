@@ -267,6 +267,8 @@ pub struct Group {
     pub outbox: Vec<GroupRecord>,
     /// WAL position of the record of the last generation, once written.
     pub generation_position: Option<u64>,
+    /// Rebalances completed since the process started (metrics).
+    pub rebalances: u64,
     /// Most members (with pending member ids) a join may bring the group to.
     pub max_size: usize,
     /// The coordinator's memory for the current generation's assignments.
@@ -293,6 +295,7 @@ impl Group {
             empty_since: now_ms,
             outbox: Vec::new(),
             generation_position: None,
+            rebalances: 0,
             max_size: usize::MAX,
             assignments_held: None,
             rebalance_deadline: None,
@@ -668,6 +671,7 @@ impl Group {
             return;
         }
         self.generation = self.generation.wrapping_add(1).max(1);
+        self.rebalances += 1;
         self.join_not_before = None;
         self.rebalance_deadline = None;
         if self.members.is_empty() {
