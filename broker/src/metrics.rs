@@ -63,6 +63,11 @@ pub struct RecoveryStats {
 pub struct ShardMetrics {
     apis: RefCell<BTreeMap<i16, ApiStats>>,
     recovery: Cell<RecoveryStats>,
+    /// Calls to other shards, by target, and how long each took.
+    calls: RefCell<(BTreeMap<usize, u64>, Option<Histogram>)>,
+    /// Seconds the executor ran tasks, and tasks run, so far (glommio
+    /// hands them out as deltas).
+    busy: Cell<(f64, u64)>,
 }
 
 impl ShardMetrics {
@@ -95,6 +100,39 @@ impl ShardMetrics {
     /// Every API's counters so far.
     pub fn apis(&self) -> BTreeMap<i16, ApiStats> {
         self.apis.borrow().clone()
+    }
+
+    /// Counts a call to shard `target` answered `started` after it was sent.
+    pub fn called(&self, target: usize, started: Instant) {
+        let mut calls = self.calls.borrow_mut();
+        *calls.0.entry(target).or_default() += 1;
+        calls
+            .1
+            .get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Calls to other shards by target, and their latency.
+    pub fn calls(&self) -> (BTreeMap<usize, u64>, Histogram) {
+        let calls = self.calls.borrow();
+        let latency = calls
+            .1
+            .clone()
+            .unwrap_or_else(|| Histogram::new(LATENCY_BUCKETS));
+        (calls.0.clone(), latency)
+    }
+
+    /// Seconds this shard's executor has run tasks and tasks it ran, so
+    /// far (on the shard's thread).
+    pub fn busy(&self) -> (f64, u64) {
+        let stats = glommio::executor().executor_stats();
+        let (seconds, tasks) = self.busy.get();
+        let now = (
+            seconds + stats.executor_runtime().as_secs_f64(),
+            tasks + stats.tasks_executed(),
+        );
+        self.busy.set(now);
+        now
     }
 }
 
@@ -229,6 +267,14 @@ pub struct ShardReport {
     pub memory_limit: u64,
     /// What recovery did at start-up.
     pub recovery: RecoveryStats,
+    /// Seconds its executor ran tasks, and tasks it ran.
+    pub busy_seconds: f64,
+    /// See `busy_seconds`.
+    pub tasks: u64,
+    /// Calls it made to other shards, by target shard.
+    pub calls: BTreeMap<usize, u64>,
+    /// How long those calls took (sent to answered).
+    pub call_latency: Option<Histogram>,
 }
 
 impl ShardReport {
@@ -237,6 +283,8 @@ impl ShardReport {
         let metadata = shard.metadata();
         let log = shard.log();
         let (hits, misses, chunk_reads) = log.read_counts();
+        let (busy_seconds, tasks) = shard.metrics().busy();
+        let (calls, call_latency) = shard.metrics().calls();
         ShardReport {
             shard: shard.id().index(),
             apis: shard.metrics().apis(),
@@ -251,6 +299,10 @@ impl ShardReport {
             memory_used: shard.memory().used() as u64,
             memory_limit: shard.memory().limit() as u64,
             recovery: shard.metrics().recovery(),
+            busy_seconds,
+            tasks,
+            calls,
+            call_latency: Some(call_latency),
         }
     }
 }

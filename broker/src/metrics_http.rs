@@ -228,12 +228,15 @@ fn label(name: &'static str, v: impl ToString) -> (&'static str, String) {
 
 /// Writes one counter family: `name` (without `_total`), its help, and
 /// a value per label set.
-fn counter(
+fn counter<V: Copy>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(Labels, u64)],
-) -> std::fmt::Result {
+    samples: &[(Labels, V)],
+) -> std::fmt::Result
+where
+    ConstCounter<V>: EncodeMetric,
+{
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     if let [(labels, v)] = samples {
         if labels.is_empty() {
@@ -488,6 +491,42 @@ impl Collector for Scrape {
             "sluice_recovery_frames",
             "WAL frames replayed at start-up.",
             &per_shard(shards, |r| r.recovery.frames as i64),
+        )?;
+
+        // The shards' executors and the calls between them.
+        counter(
+            &mut e,
+            "sluice_shard_busy_seconds",
+            "Seconds the shard's executor ran tasks (busy, not spinning or parked).",
+            &per_shard(shards, |r| r.busy_seconds),
+        )?;
+        counter(
+            &mut e,
+            "sluice_shard_tasks",
+            "Tasks the shard's executor ran.",
+            &per_shard(shards, |r| r.tasks),
+        )?;
+        let calls: Vec<(Labels, u64)> = shards
+            .iter()
+            .flat_map(|r| {
+                r.calls
+                    .iter()
+                    .map(|(to, n)| (vec![label("shard", r.shard), label("to", to)], *n))
+            })
+            .collect();
+        counter(
+            &mut e,
+            "sluice_shard_calls",
+            "Calls a shard made to another (the router's cross-shard hops).",
+            &calls,
+        )?;
+        histograms(
+            &mut e,
+            "sluice_shard_call_duration_seconds",
+            "From a cross-shard call sent to its answer received.",
+            shards
+                .iter()
+                .filter_map(|r| Some((vec![label("shard", r.shard)], r.call_latency.as_ref()?))),
         )?;
 
         // Connections.

@@ -134,6 +134,7 @@ impl Shard {
         if target == self.id {
             return Some(f(self.clone()).await);
         }
+        let started = std::time::Instant::now();
         let (tx, rx) = flume::bounded(1);
         let job: Job = Box::new(move |shard| {
             Box::pin(async move {
@@ -141,7 +142,9 @@ impl Shard {
             })
         });
         self.peers.get(target.index())?.send_async(job).await.ok()?;
-        rx.recv_async().await.ok()
+        let answer = rx.recv_async().await.ok();
+        self.metrics.called(target.index(), started);
+        answer
     }
 
     /// Installs a new metadata snapshot: the log takes up partitions this

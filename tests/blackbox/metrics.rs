@@ -101,6 +101,14 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
             >= 1.0
     );
     assert!(value("sluice_connections_accepted_total") >= 1.0);
+    assert!(value(r#"sluice_shard_busy_seconds_total{shard="0"}"#) > 0.0);
+    // Produce to 3 partitions over 2 shards hops from the receiving shard.
+    let hops = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("sluice_shard_calls_total{"))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    assert!(hops >= 1.0, "no cross-shard calls counted:\n{text}");
 
     // The page is valid for Prometheus' own checker.
     let mut promtool = std::process::Command::new("promtool")
