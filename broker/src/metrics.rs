@@ -62,6 +62,8 @@ pub struct RecoveryStats {
 #[derive(Debug, Default)]
 pub struct ShardMetrics {
     apis: RefCell<BTreeMap<i16, ApiStats>>,
+    /// Error codes in answers, by (API key, code).
+    errors: RefCell<BTreeMap<(i16, i16), u64>>,
     recovery: Cell<RecoveryStats>,
     /// Calls to other shards, by target, and how long each took.
     calls: RefCell<(BTreeMap<usize, u64>, Option<Histogram>)>,
@@ -95,6 +97,16 @@ impl ShardMetrics {
         let s = apis.entry(api).or_default();
         s.response_bytes += bytes as u64;
         s.latency.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Counts an error code in an answer of `api`.
+    pub fn error(&self, api: i16, code: i16) {
+        *self.errors.borrow_mut().entry((api, code)).or_default() += 1;
+    }
+
+    /// Error codes answered so far, by (API key, code).
+    pub fn errors(&self) -> BTreeMap<(i16, i16), u64> {
+        self.errors.borrow().clone()
     }
 
     /// Every API's counters so far.
@@ -245,6 +257,8 @@ pub struct ShardReport {
     pub shard: usize,
     /// Requests by API key.
     pub apis: BTreeMap<i16, ApiStats>,
+    /// Error codes answered, by (API key, code).
+    pub errors: BTreeMap<(i16, i16), u64>,
     /// Its WAL.
     pub wal: WalReport,
     /// Fetch buffer: bytes held, batches found there and not.
@@ -288,6 +302,7 @@ impl ShardReport {
         ShardReport {
             shard: shard.id().index(),
             apis: shard.metrics().apis(),
+            errors: shard.metrics().errors(),
             wal: log.wal_report(),
             fetch_buffer_bytes: log.fetch_buffer_bytes() as u64,
             fetch_buffer_hits: hits,

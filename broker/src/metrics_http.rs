@@ -345,6 +345,26 @@ impl Collector for Scrape {
             "Bytes of the answers written, by API.",
             &by_api(&|a| a.response_bytes),
         )?;
+        let mut errors: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+        for r in shards {
+            for (key, n) in &r.errors {
+                *errors.entry(*key).or_default() += n;
+            }
+        }
+        let errors: Vec<(Labels, u64)> = errors
+            .into_iter()
+            .map(|((api, code), n)| {
+                let name = kafka_protocol::ResponseError::try_from_code(code)
+                    .map_or_else(|| code.to_string(), |e| e.to_string());
+                (vec![label("api", api_name(api)), label("error", name)], n)
+            })
+            .collect();
+        counter(
+            &mut e,
+            "sluice_errors",
+            "Error codes in answers, by API and Kafka error name (each partition's, group's or resource's counted).",
+            &errors,
+        )?;
         histograms(
             &mut e,
             "sluice_request_duration_seconds",

@@ -61,6 +61,14 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
     commit(&broker, "mg", "mt", &[(0, 100), (1, 200)]);
     let hw: Vec<i64> = (0..2).map(|p| watermarks(&broker, "mt", p).1).collect();
 
+    // One answer with an error code: a fetch past the end.
+    let mut raw = crate::raw::RawClient::connect(broker.addr());
+    assert_eq!(
+        raw.fetch("mt", 0, 1_000_000).error_code,
+        1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+
     let (status, text) = get(&metrics, "/metrics", None);
     assert_eq!(status, 200);
     let s = samples(&text);
@@ -101,6 +109,10 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
             >= 1.0
     );
     assert!(value("sluice_connections_accepted_total") >= 1.0);
+    assert_eq!(
+        value(r#"sluice_errors_total{api="Fetch",error="OffsetOutOfRange"}"#),
+        1.0
+    );
     assert!(value(r#"sluice_shard_busy_seconds_total{shard="0"}"#) > 0.0);
     // Produce to 3 partitions over 2 shards hops from the receiving shard.
     let hops = s

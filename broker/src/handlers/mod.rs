@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod configs;
 pub mod delete_records;
+mod error_codes;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -20,8 +21,9 @@ pub mod produce;
 pub mod producer_id;
 
 use bytes::BytesMut;
+use error_codes::ErrorCodes;
 use sluice_protocol::kafka_protocol::protocol::{Encodable, HeaderVersion};
-use sluice_protocol::{frame, versions, Request, RequestHeader};
+use sluice_protocol::{frame, versions, Request};
 
 use crate::context::RequestContext;
 
@@ -95,45 +97,50 @@ pub fn response_estimate(ctx: &RequestContext, request: &Request) -> usize {
 
 /// Handles one decoded request.
 pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
-    let header = &ctx.header;
     match request {
-        Request::ApiVersions(_) => encode(header, &versions::api_versions_response()),
-        Request::Metadata(r) => encode(header, &metadata::handle(ctx, r).await),
+        Request::ApiVersions(_) => encode(ctx, &versions::api_versions_response()),
+        Request::Metadata(r) => encode(ctx, &metadata::handle(ctx, r).await),
         Request::Produce(r) => match produce::handle(ctx, r).await {
-            Some(response) => encode(header, &response),
+            Some(response) => encode(ctx, &response),
             None => Reply::Nothing,
         },
-        Request::Fetch(r) => encode(header, &fetch::handle(ctx, r).await),
-        Request::ListOffsets(r) => encode(header, &list_offsets::handle(ctx, r).await),
-        Request::CreateTopics(r) => encode(header, &admin::create_topics(ctx, r).await),
-        Request::DeleteTopics(r) => encode(header, &admin::delete_topics(ctx, r).await),
-        Request::CreatePartitions(r) => encode(header, &admin::create_partitions(ctx, r).await),
-        Request::DescribeConfigs(r) => encode(header, &configs::describe_configs(ctx, r)),
-        Request::AlterConfigs(r) => encode(header, &configs::alter_configs(ctx, r).await),
+        Request::Fetch(r) => encode(ctx, &fetch::handle(ctx, r).await),
+        Request::ListOffsets(r) => encode(ctx, &list_offsets::handle(ctx, r).await),
+        Request::CreateTopics(r) => encode(ctx, &admin::create_topics(ctx, r).await),
+        Request::DeleteTopics(r) => encode(ctx, &admin::delete_topics(ctx, r).await),
+        Request::CreatePartitions(r) => encode(ctx, &admin::create_partitions(ctx, r).await),
+        Request::DescribeConfigs(r) => encode(ctx, &configs::describe_configs(ctx, r)),
+        Request::AlterConfigs(r) => encode(ctx, &configs::alter_configs(ctx, r).await),
         Request::IncrementalAlterConfigs(r) => {
-            encode(header, &configs::incremental_alter_configs(ctx, r).await)
+            encode(ctx, &configs::incremental_alter_configs(ctx, r).await)
         }
-        Request::DescribeCluster(r) => encode(header, &admin::describe_cluster(ctx, r)),
-        Request::DeleteRecords(r) => encode(header, &delete_records::handle(ctx, r).await),
-        Request::DescribeLogDirs(r) => encode(header, &log_dirs::handle(ctx, r).await),
-        Request::InitProducerId(r) => encode(header, &producer_id::handle(ctx, r).await),
-        Request::FindCoordinator(r) => {
-            encode(header, &groups::membership::find_coordinator(ctx, r))
-        }
-        Request::JoinGroup(r) => encode(header, &groups::membership::join_group(ctx, r).await),
-        Request::SyncGroup(r) => encode(header, &groups::membership::sync_group(ctx, r).await),
-        Request::Heartbeat(r) => encode(header, &groups::membership::heartbeat(ctx, r).await),
-        Request::LeaveGroup(r) => encode(header, &groups::membership::leave_group(ctx, r).await),
-        Request::OffsetCommit(r) => encode(header, &groups::offsets::offset_commit(ctx, r).await),
-        Request::OffsetFetch(r) => encode(header, &groups::offsets::offset_fetch(ctx, r).await),
-        Request::OffsetDelete(r) => encode(header, &groups::offsets::offset_delete(ctx, r).await),
-        Request::ListGroups(r) => encode(header, &groups::admin::list_groups(ctx, r).await),
-        Request::DescribeGroups(r) => encode(header, &groups::admin::describe_groups(ctx, r).await),
-        Request::DeleteGroups(r) => encode(header, &groups::admin::delete_groups(ctx, r).await),
+        Request::DescribeCluster(r) => encode(ctx, &admin::describe_cluster(ctx, r)),
+        Request::DeleteRecords(r) => encode(ctx, &delete_records::handle(ctx, r).await),
+        Request::DescribeLogDirs(r) => encode(ctx, &log_dirs::handle(ctx, r).await),
+        Request::InitProducerId(r) => encode(ctx, &producer_id::handle(ctx, r).await),
+        Request::FindCoordinator(r) => encode(ctx, &groups::membership::find_coordinator(ctx, r)),
+        Request::JoinGroup(r) => encode(ctx, &groups::membership::join_group(ctx, r).await),
+        Request::SyncGroup(r) => encode(ctx, &groups::membership::sync_group(ctx, r).await),
+        Request::Heartbeat(r) => encode(ctx, &groups::membership::heartbeat(ctx, r).await),
+        Request::LeaveGroup(r) => encode(ctx, &groups::membership::leave_group(ctx, r).await),
+        Request::OffsetCommit(r) => encode(ctx, &groups::offsets::offset_commit(ctx, r).await),
+        Request::OffsetFetch(r) => encode(ctx, &groups::offsets::offset_fetch(ctx, r).await),
+        Request::OffsetDelete(r) => encode(ctx, &groups::offsets::offset_delete(ctx, r).await),
+        Request::ListGroups(r) => encode(ctx, &groups::admin::list_groups(ctx, r).await),
+        Request::DescribeGroups(r) => encode(ctx, &groups::admin::describe_groups(ctx, r).await),
+        Request::DeleteGroups(r) => encode(ctx, &groups::admin::delete_groups(ctx, r).await),
     }
 }
 
-fn encode<R: Encodable + HeaderVersion>(header: &RequestHeader, response: &R) -> Reply {
+/// Encodes an answer, counting its non-zero error codes first.
+fn encode<R: Encodable + HeaderVersion + ErrorCodes>(ctx: &RequestContext, response: &R) -> Reply {
+    let header = &ctx.header;
+    let metrics = ctx.shard.metrics();
+    response.each_error_code(&mut |code| {
+        if code != 0 {
+            metrics.error(header.api_key, code);
+        }
+    });
     let mut out = BytesMut::new();
     match frame::write_response(
         &mut out,
