@@ -226,8 +226,28 @@ fn label(name: &'static str, v: impl ToString) -> (&'static str, String) {
     (name, v.to_string())
 }
 
-/// Writes one counter family: `name` (without `_total`), its help, and
-/// a value per label set.
+/// Writes one family: `name` (a counter's without `_total`), its help,
+/// and a metric per label set (one without labels is written bare).
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: Vec<(&Labels, M)>,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    if let [(labels, m)] = &samples[..] {
+        if labels.is_empty() {
+            return m.encode(metric);
+        }
+    }
+    for (labels, m) in &samples {
+        m.encode(metric.encode_family(*labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one counter family.
 fn counter<V: Copy>(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -237,16 +257,8 @@ fn counter<V: Copy>(
 where
     ConstCounter<V>: EncodeMetric,
 {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    if let [(labels, v)] = samples {
-        if labels.is_empty() {
-            return ConstCounter::new(*v).encode(metric);
-        }
-    }
-    for (labels, v) in samples {
-        ConstCounter::new(*v).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
+    let metrics = samples.iter().map(|(l, v)| (l, ConstCounter::new(*v)));
+    family(encoder, name, help, MetricType::Counter, metrics.collect())
 }
 
 /// Writes one gauge family.
@@ -259,16 +271,8 @@ fn gauge<V: Copy>(
 where
     ConstGauge<V>: EncodeMetric,
 {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    if let [(labels, v)] = samples {
-        if labels.is_empty() {
-            return ConstGauge::new(*v).encode(metric);
-        }
-    }
-    for (labels, v) in samples {
-        ConstGauge::new(*v).encode(metric.encode_family(labels)?)?;
-    }
-    Ok(())
+    let metrics = samples.iter().map(|(l, v)| (l, ConstGauge::new(*v)));
+    family(encoder, name, help, MetricType::Gauge, metrics.collect())
 }
 
 /// Writes one histogram family, a histogram per label set.
