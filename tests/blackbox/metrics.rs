@@ -53,6 +53,13 @@ fn metrics_and_the_status_page_agree_with_what_clients_did() {
     create_topic(&broker, "mt", 3, &[]);
     let p = producer(&broker, &[("linger.ms", "2")]);
     produce_range(&p, "mt", 3, 0..3_000, 100);
+    // Scraped while the producer still has messages in flight.
+    let (status, during) = get(&metrics, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        during.contains("sluice_topic_records_in_total{topic=\"mt\"}"),
+        "{during}"
+    );
     assert!(p.flush(Duration::from_secs(30)));
     let acked = p.acked().len() as f64;
     assert_eq!(acked, 3_000.0);
