@@ -103,7 +103,15 @@ pub async fn recover(
         log.finish_replay();
         let opened = wal.as_ref().expect("the WAL was opened");
         if from > 0 {
-            if let Err(why) = points_into(&log, &opened.segments()) {
+            // A checkpoint and the WAL after it that do not fit together
+            // (a chunk in a segment that is gone, offsets missing) are not
+            // trusted: a full replay judges the WAL alone.
+            let fits =
+                points_into(&log, &opened.segments()).and_then(|()| match log.gaps.first() {
+                    Some(gap) => Err(gap.clone()),
+                    None => Ok(()),
+                });
+            if let Err(why) = fits {
                 tracing::error!(shard = shard.index(), from, why, "checkpoint not used");
                 continue;
             }
