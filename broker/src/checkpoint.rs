@@ -152,7 +152,8 @@ pub fn read(path: &Path, shard: ShardId) -> Result<Checkpoint, String> {
 }
 
 /// Installs `bytes` as the checkpoint at `position` (blocking: call it on
-/// a helper thread) and removes all but the newest [`KEPT`].
+/// a helper thread) and removes all but the newest [`KEPT`], and any
+/// temporary file a crash left behind.
 pub fn install(dir: &Path, position: u64, bytes: &[u8]) -> Result<(), String> {
     if !dir.is_dir() {
         sluice_wal_core::segment::create_dir_durably(dir)
@@ -160,7 +161,15 @@ pub fn install(dir: &Path, position: u64, bytes: &[u8]) -> Result<(), String> {
     }
     let path = dir.join(format!("{position:020}{SUFFIX}"));
     crate::layout::write_durably(&path, bytes)?;
-    for (_, old) in list(dir).into_iter().skip(KEPT) {
+    // Temporary files a crash left in the middle of an install.
+    let stray = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tmp"));
+    let old = list(dir).into_iter().skip(KEPT).map(|(_, p)| p);
+    for old in stray.chain(old).collect::<Vec<_>>() {
         if let Err(e) = std::fs::remove_file(&old) {
             tracing::warn!(file = %old.display(), error = %e, "old checkpoint not removed");
         }
@@ -279,14 +288,21 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_two_are_kept() {
+    fn the_newest_two_are_kept_and_half_installed_ones_go() {
         let dir = std::env::temp_dir().join(format!("sluice-ckpt-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for position in [10u64, 30, 20] {
             install(&dir, position, b"x").unwrap();
         }
+        std::fs::write(dir.join("00000000000000000040.tmp"), b"half").unwrap();
+        install(&dir, 35, b"x").unwrap();
         let kept: Vec<u64> = list(&dir).into_iter().map(|(p, _)| p).collect();
-        assert_eq!(kept, [30, 20]);
+        assert_eq!(kept, [35, 30]);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "the stray .tmp is gone"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
