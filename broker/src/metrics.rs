@@ -224,7 +224,7 @@ pub struct GroupReport {
 }
 
 /// The WAL of one shard as a scrape sees it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WalReport {
     /// Frames appended since open.
     pub appends: u64,
@@ -245,13 +245,13 @@ pub struct WalReport {
     /// Flushes running now.
     pub flushes_in_flight: usize,
     /// Seconds each flush's fdatasync took.
-    pub sync_seconds: Option<Histogram>,
+    pub sync_seconds: Histogram,
     /// Frames each flush carried (the group-commit size).
-    pub flush_frames: Option<Histogram>,
+    pub flush_frames: Histogram,
 }
 
 /// Everything one shard reports to a scrape.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ShardReport {
     /// The shard's index.
     pub shard: usize,
@@ -288,7 +288,7 @@ pub struct ShardReport {
     /// Calls it made to other shards, by target shard.
     pub calls: BTreeMap<usize, u64>,
     /// How long those calls took (sent to answered).
-    pub call_latency: Option<Histogram>,
+    pub call_latency: Histogram,
 }
 
 impl ShardReport {
@@ -317,7 +317,7 @@ impl ShardReport {
             busy_seconds,
             tasks,
             calls,
-            call_latency: Some(call_latency),
+            call_latency,
         }
     }
 }

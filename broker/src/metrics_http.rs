@@ -437,17 +437,17 @@ impl Collector for Scrape {
             &mut e,
             "sluice_wal_sync_duration_seconds",
             "Seconds each WAL flush's fdatasync took.",
-            shards.iter().filter_map(|r| {
-                Some((vec![label("shard", r.shard)], r.wal.sync_seconds.as_ref()?))
-            }),
+            shards
+                .iter()
+                .map(|r| (vec![label("shard", r.shard)], &r.wal.sync_seconds)),
         )?;
         histograms(
             &mut e,
             "sluice_wal_flush_frames",
             "Frames each WAL flush carried (the group-commit size).",
-            shards.iter().filter_map(|r| {
-                Some((vec![label("shard", r.shard)], r.wal.flush_frames.as_ref()?))
-            }),
+            shards
+                .iter()
+                .map(|r| (vec![label("shard", r.shard)], &r.wal.flush_frames)),
         )?;
 
         // Fetch reads.
@@ -550,7 +550,7 @@ impl Collector for Scrape {
             "From a cross-shard call sent to its answer received.",
             shards
                 .iter()
-                .filter_map(|r| Some((vec![label("shard", r.shard)], r.call_latency.as_ref()?))),
+                .map(|r| (vec![label("shard", r.shard)], &r.call_latency)),
         )?;
 
         // Connections.

@@ -119,9 +119,7 @@ fn shards(page: &mut String, reports: &[Option<ShardReport>]) {
             );
             continue;
         };
-        let empty = Histogram::new(&[]);
-        let sync = r.wal.sync_seconds.as_ref().unwrap_or(&empty);
-        let frames = r.wal.flush_frames.as_ref().unwrap_or(&empty);
+        let (sync, frames) = (&r.wal.sync_seconds, &r.wal.flush_frames);
         let per_flush = frames.sum() / frames.count().max(1) as f64;
         let _ = write!(
             page,

@@ -518,12 +518,6 @@ impl Wal {
         self.inner.st.borrow().failed.is_some()
     }
 
-    /// Where the next frame goes: every frame handed to the log so far
-    /// lies below it.
-    pub fn end_position(&self) -> u64 {
-        self.inner.st.borrow().next_pos
-    }
-
     /// The base position of every segment, oldest first (the last is the
     /// one appends go to, or will once it is created).
     pub fn segments(&self) -> Vec<u64> {

@@ -197,8 +197,8 @@ impl Log {
             disk_bytes: self.wal.disk_bytes(),
             failed: self.wal.has_failed(),
             flushes_in_flight: self.wal.flushes_in_flight(),
-            sync_seconds: Some(sync_seconds),
-            flush_frames: Some(flush_frames),
+            sync_seconds,
+            flush_frames,
         }
     }
 
@@ -243,7 +243,8 @@ impl Log {
     /// WAL bytes written since the last checkpoint.
     pub fn since_checkpoint(&self) -> u64 {
         self.wal
-            .end_position()
+            .stats()
+            .end_position
             .saturating_sub(self.checkpointed.get())
     }
 
@@ -262,7 +263,7 @@ impl Log {
             let others: Vec<_> = others.iter().map(|o| o.frames()).collect();
             let mut owners: Vec<&dyn FrameOwner> = vec![&*log];
             owners.extend(others.iter().map(|o| &**o));
-            let position = self.wal.end_position();
+            let position = self.wal.stats().end_position;
             (
                 position,
                 crate::checkpoint::encode(self.shard, position, &owners),
