@@ -291,6 +291,61 @@ pub struct ShardReport {
     pub call_latency: Histogram,
 }
 
+/// Every partition of `reports`, in (topic, partition) order.
+pub fn sorted_partitions<'a>(
+    reports: impl IntoIterator<Item = &'a ShardReport>,
+) -> Vec<&'a PartitionReport> {
+    let mut partitions: Vec<&PartitionReport> =
+        reports.into_iter().flat_map(|r| &r.partitions).collect();
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    partitions
+}
+
+/// A group's lag on one partition: its high watermark minus the offset
+/// the group committed (never below 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Partition index.
+    pub partition: i32,
+    /// Offsets not consumed.
+    pub lag: i64,
+}
+
+/// Every group of `reports` by id, each with its lag on every partition it
+/// committed whose owner answered (computed here: the offsets live on the
+/// group's coordinator, the high watermarks on the partitions' owners).
+pub fn group_lags<'a>(
+    reports: &[&'a ShardReport],
+    partitions: &[&PartitionReport],
+) -> Vec<(&'a GroupReport, Vec<Lag<'a>>)> {
+    let high: std::collections::HashMap<(&str, i32), i64> = partitions
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
+        .collect();
+    let mut groups: Vec<&GroupReport> = reports.iter().flat_map(|r| &r.groups).collect();
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    groups
+        .into_iter()
+        .map(|g| {
+            let lags = g
+                .offsets
+                .iter()
+                .filter_map(|(topic, partition, offset)| {
+                    let hw = high.get(&(topic.as_str(), *partition))?;
+                    Some(Lag {
+                        topic,
+                        partition: *partition,
+                        lag: (hw - offset).max(0),
+                    })
+                })
+                .collect();
+            (g, lags)
+        })
+        .collect()
+}
+
 impl ShardReport {
     /// Gathers the report on `shard` (in one synchronous step).
     pub fn of(shard: &Rc<Shard>) -> ShardReport {

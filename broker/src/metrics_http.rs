@@ -10,7 +10,7 @@
 //! a group's committed offsets live on its coordinator's shard, the high
 //! watermarks on the partitions' owners.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -581,9 +581,7 @@ impl Collector for Scrape {
         )?;
 
         // Topics, and partitions up to the cap.
-        let mut partitions: Vec<&crate::metrics::PartitionReport> =
-            shards.iter().flat_map(|r| &r.partitions).collect();
-        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        let partitions = crate::metrics::sorted_partitions(shards);
         let mut topics: BTreeMap<&str, [u64; 6]> = BTreeMap::new();
         for p in &partitions {
             let t = topics.entry(&p.topic).or_default();
@@ -703,17 +701,12 @@ impl Collector for Scrape {
         )?;
 
         // Consumer groups and their lag.
-        let high: HashMap<(&str, i32), i64> = partitions
-            .iter()
-            .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
-            .collect();
-        let mut groups: Vec<&crate::metrics::GroupReport> =
-            shards.iter().flat_map(|r| &r.groups).collect();
-        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        let reports: Vec<&ShardReport> = shards.iter().collect();
+        let groups = crate::metrics::group_lags(&reports, &partitions);
         let by_group = |f: &dyn Fn(&crate::metrics::GroupReport) -> i64| -> Vec<(Labels, i64)> {
             groups
                 .iter()
-                .map(|g| (vec![label("group", &g.group)], f(g)))
+                .map(|(g, _)| (vec![label("group", &g.group)], f(g)))
                 .collect()
         };
         gauge(
@@ -730,7 +723,7 @@ impl Collector for Scrape {
         )?;
         let rebalances: Vec<(Labels, u64)> = groups
             .iter()
-            .map(|g| (vec![label("group", &g.group)], g.rebalances))
+            .map(|(g, _)| (vec![label("group", &g.group)], g.rebalances))
             .collect();
         counter(
             &mut e,
@@ -740,7 +733,7 @@ impl Collector for Scrape {
         )?;
         let states: Vec<(Labels, i64)> = groups
             .iter()
-            .map(|g| (vec![label("group", &g.group), label("state", g.state)], 1))
+            .map(|(g, _)| (vec![label("group", &g.group), label("state", g.state)], 1))
             .collect();
         gauge(
             &mut e,
@@ -750,20 +743,16 @@ impl Collector for Scrape {
         )?;
         let mut lags: Vec<(Labels, i64)> = Vec::new();
         let mut topic_lags: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        for g in &groups {
-            for (topic, partition, offset) in &g.offsets {
-                let Some(hw) = high.get(&(topic.as_str(), *partition)) else {
-                    continue;
-                };
-                let lag = (hw - offset).max(0);
-                *topic_lags.entry((&g.group, topic)).or_default() += lag;
+        for (g, group_lags) in &groups {
+            for l in group_lags {
+                *topic_lags.entry((&g.group, l.topic)).or_default() += l.lag;
                 if lags.len() < self.max_partition_series {
                     let labels = vec![
                         label("group", &g.group),
-                        label("topic", topic),
-                        label("partition", partition),
+                        label("topic", l.topic),
+                        label("partition", l.partition),
                     ];
-                    lags.push((labels, lag));
+                    lags.push((labels, l.lag));
                 }
             }
         }

@@ -94,9 +94,7 @@ pub fn render(
         if ready { "ready" } else { "recovering" }
     );
     shards(&mut page, reports);
-    let mut partitions: Vec<&PartitionReport> =
-        answered.iter().flat_map(|r| &r.partitions).collect();
-    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let partitions = crate::metrics::sorted_partitions(answered.iter().copied());
     topics(&mut page, &partitions, last);
     partition_rows(&mut page, &partitions);
     groups(&mut page, &answered, &partitions);
@@ -216,24 +214,16 @@ fn partition_rows(page: &mut String, partitions: &[&PartitionReport]) {
 }
 
 fn groups(page: &mut String, answered: &[&ShardReport], partitions: &[&PartitionReport]) {
-    let high: BTreeMap<(&str, i32), i64> = partitions
-        .iter()
-        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
-        .collect();
-    let mut groups: Vec<_> = answered.iter().flat_map(|r| &r.groups).collect();
-    groups.sort_by(|a, b| a.group.cmp(&b.group));
     page.push_str(
         "<h2>Consumer groups</h2><table id=\"groups\"><tr><th>group</th><th>state</th>\
          <th>members</th><th>topic</th><th>partitions committed</th><th>lag</th></tr>",
     );
-    for g in groups {
+    for (g, lags) in crate::metrics::group_lags(answered, partitions) {
         let mut by_topic: BTreeMap<&str, (usize, i64)> = BTreeMap::new();
-        for (topic, partition, offset) in &g.offsets {
-            if let Some(hw) = high.get(&(topic.as_str(), *partition)) {
-                let t = by_topic.entry(topic).or_default();
-                t.0 += 1;
-                t.1 += (hw - offset).max(0);
-            }
+        for l in lags {
+            let t = by_topic.entry(l.topic).or_default();
+            t.0 += 1;
+            t.1 += l.lag;
         }
         if by_topic.is_empty() {
             by_topic.insert("", (0, 0));
