@@ -315,7 +315,7 @@ fn print_checkpoints(wal_dir: &Path, log_end: u64, metadata: Option<&Metadata>) 
         });
         let verdict = match (&read, metadata) {
             (Err(why), _) => format!("NOT USABLE: {why}"),
-            (Ok(_), Some(metadata)) => match crate::recovery::load(&path, shard, metadata) {
+            (Ok(c), Some(metadata)) => match crate::recovery::restore(c, shard, metadata) {
                 Ok((_, log, groups)) => format!(
                     "ok: {} partitions, {} index chunks, {} groups",
                     log.partitions.len(),

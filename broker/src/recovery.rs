@@ -235,7 +235,15 @@ pub fn load(
     shard: ShardId,
     metadata: &Metadata,
 ) -> Result<(u64, LogState, Coordinator), String> {
-    let c = checkpoint::read(path, shard)?;
+    restore(&checkpoint::read(path, shard)?, shard, metadata)
+}
+
+/// The owners' state a checkpoint read back holds, with its position.
+pub fn restore(
+    c: &checkpoint::Checkpoint,
+    shard: ShardId,
+    metadata: &Metadata,
+) -> Result<(u64, LogState, Coordinator), String> {
     let mut log = LogState::new(shard);
     let mut groups = Coordinator::default();
     for owner in [&mut log as &mut dyn FrameOwner, &mut groups] {
