@@ -16,8 +16,9 @@ use sluice::groups::service::GroupLimits;
 use sluice::groups::{Coordinator, GroupService};
 use sluice::lifecycle::Lifecycle;
 use sluice::log::{Log, LogState};
-use sluice::shard::{Job, Shard};
+use sluice::shard::{Job, Shard, ShardOwners};
 use sluice::shard_id::ShardId;
+use sluice::transactions::{TxnCoordinator, TxnService};
 use sluice_wal_core::{Wal, WalOptions};
 
 #[derive(Parser)]
@@ -75,13 +76,22 @@ fn run(spin: Option<Duration>, rounds: usize) -> Vec<f64> {
                         log.clone(),
                         limits,
                     ));
+                    let transactions = Rc::new(TxnService::new(
+                        TxnCoordinator::default(),
+                        log.clone(),
+                        args.transaction_max_timeout_ms,
+                    ));
                     let lifecycle = Rc::new(Lifecycle::default());
+                    let owners = ShardOwners {
+                        log,
+                        groups,
+                        transactions,
+                    };
                     let shard = Rc::new(Shard::new(
                         id,
                         args,
                         "bench".into(),
-                        log,
-                        groups,
+                        owners,
                         lifecycle,
                         peers,
                     ));

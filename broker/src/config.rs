@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// batch from the producer (Kafka's producer.id.expiration.ms).
     #[arg(long, default_value_t = 86_400_000)]
     pub producer_id_expiration_ms: u64,
+    /// The longest `transaction.timeout.ms` a transactional producer may
+    /// ask for (Kafka's transaction.max.timeout.ms).
+    #[arg(long, default_value_t = 900_000)]
+    pub transaction_max_timeout_ms: i32,
     /// Microseconds an idle shard spins before parking, so a cross-shard
     /// hop does not wait for a wake-up (0: park at once).
     #[arg(long, default_value_t = 50)]

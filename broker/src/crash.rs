@@ -65,6 +65,33 @@ pub enum FailPoint {
     /// `recovery-delay:SHARD:MS`: that shard waits MS ms before it recovers
     /// (a long recovery, for `/ready`).
     RecoveryDelay { shard: usize, after_ms: u64 },
+    /// `txn-decided-exit:SHARD:STAGE`: the process exits at once, as on
+    /// `kill -9`, when that shard's transaction coordinator has made a
+    /// commit or abort decision durable (stage 0) or has also written
+    /// every marker of it (stage 1): the decision must be carried out
+    /// after the restart.
+    TxnDecidedExit { shard: usize, stage: u64 },
+}
+
+/// The shard and stage of the `txn-decided-exit` fail point, if set
+/// (shard + 1, so 0 means unset).
+static TXN_DECIDED_EXIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Arms the `txn-decided-exit` fail point.
+pub fn exit_when_txn_decided(shard: usize, stage: u64) {
+    let armed = ((shard as u64 + 1) << 8) | (stage & 0xff);
+    TXN_DECIDED_EXIT.store(armed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A transaction coordinator on `shard` reached `stage` of carrying out
+/// a decision: ends the process at once if the fail point says so.
+pub fn txn_decided(shard: usize, stage: u64) {
+    let armed = TXN_DECIDED_EXIT.load(std::sync::atomic::Ordering::Relaxed);
+    if armed != 0 && armed == ((shard as u64 + 1) << 8) | stage {
+        eprintln!("fail point: exiting after a transaction decision (stage {stage})");
+        // No destructors, no flush: what is durable is what kill -9 leaves.
+        unsafe { libc::_exit(137) };
+    }
 }
 
 /// Set by the `dir-sync-fail` fail point.
@@ -100,6 +127,10 @@ impl FailPoint {
             Some("wal-fail") => Ok(FailPoint::WalFail { shard, after_ms }),
             Some("dir-sync-fail") => Ok(FailPoint::DirSyncFail { shard, after_ms }),
             Some("recovery-delay") => Ok(FailPoint::RecoveryDelay { shard, after_ms }),
+            Some("txn-decided-exit") => Ok(FailPoint::TxnDecidedExit {
+                shard,
+                stage: after_ms,
+            }),
             _ => Err(bad()),
         }
     }
@@ -138,6 +169,10 @@ mod tests {
                 shard: 1,
                 after_ms: 3000
             })
+        );
+        assert_eq!(
+            FailPoint::parse("txn-decided-exit:1:0"),
+            Ok(FailPoint::TxnDecidedExit { shard: 1, stage: 0 })
         );
         assert!(FailPoint::parse("wal-fail:x:1").is_err());
         assert!(FailPoint::parse("sleep:0:1").is_err());

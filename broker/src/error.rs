@@ -41,8 +41,24 @@ pub enum BrokerError {
     InvalidProducerEpoch(String),
     /// A producer sequence that does not follow the last one.
     OutOfOrderSequence(String),
-    /// A transactional batch (transactions are not supported yet).
+    /// A transaction operation its transaction's state does not allow.
     InvalidTxnState(String),
+    /// A newer producer with the same transactional id took over
+    /// (answered as INVALID_PRODUCER_EPOCH to versions that predate it).
+    ProducerFenced,
+    /// The producer id is not the transactional id's.
+    InvalidProducerIdMapping,
+    /// Another operation on the transaction is in progress; retry.
+    ConcurrentTransactions,
+    /// A transaction timeout above `transaction.max.timeout.ms` or below 1.
+    InvalidTransactionTimeout,
+    /// No transaction state for this transactional id.
+    TransactionalIdNotFound,
+    /// An error of another partition of the request stopped this one.
+    OperationNotAttempted,
+    /// Transactional offsets of the partition are not yet committed or
+    /// aborted (OffsetFetch with `require_stable`).
+    UnstableOffsetCommit,
     /// The WAL (or a metadata file) failed to store or read something.
     Storage(String),
     /// The broker is shutting down, or the shard that owns this stopped.
@@ -105,6 +121,13 @@ impl BrokerError {
             E::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
             E::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
             E::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            E::ProducerFenced => ResponseError::ProducerFenced,
+            E::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+            E::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+            E::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+            E::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+            E::OperationNotAttempted => ResponseError::OperationNotAttempted,
+            E::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
             E::Storage(_) | E::ShuttingDown => ResponseError::KafkaStorageError,
             E::InvalidRequest(_) => ResponseError::InvalidRequest,
             E::InvalidTopic(_) => ResponseError::InvalidTopicException,
@@ -179,6 +202,25 @@ impl fmt::Display for BrokerError {
             E::GroupSubscribedToTopic => f.write_str("group is subscribed to the topic"),
             E::OffsetMetadataTooLarge => f.write_str("offset metadata too large"),
             E::GroupMaxSizeReached => f.write_str("the group has reached its maximum size"),
+            E::ProducerFenced => {
+                f.write_str("a newer producer with the same transactional id fenced this one")
+            }
+            E::InvalidProducerIdMapping => {
+                f.write_str("the producer id does not belong to the transactional id")
+            }
+            E::ConcurrentTransactions => {
+                f.write_str("another operation on the transaction is in progress")
+            }
+            E::InvalidTransactionTimeout => {
+                f.write_str("transaction timeout above transaction.max.timeout.ms")
+            }
+            E::TransactionalIdNotFound => f.write_str("unknown transactional id"),
+            E::OperationNotAttempted => {
+                f.write_str("not attempted: another part of the request failed")
+            }
+            E::UnstableOffsetCommit => {
+                f.write_str("a transactional offset commit of the partition is pending")
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sluice_protocol::record_batch::RecordBatch;
+use sluice_protocol::record_batch::{ControlType, RecordBatch};
 use sluice_wal_core::{scan, RecoveryMode};
 
 use crate::frames::FrameOwner;
@@ -21,6 +21,8 @@ use crate::log::LogState;
 use crate::log::PartitionKey;
 use crate::metadata::Metadata;
 use crate::shard_id::ShardId;
+use crate::transactions::state::TXN_RECORD;
+use crate::transactions::TxnCoordinator;
 
 /// Inspects a WAL directory, or every shard's WAL under a data directory.
 pub fn inspect(dir: &Path, frames: bool) -> Result<(), String> {
@@ -55,6 +57,7 @@ fn shard_of(wal_dir: &Path) -> Option<ShardId> {
 struct Liveness {
     log: LogState,
     groups: Coordinator,
+    txns: TxnCoordinator,
 }
 
 impl Liveness {
@@ -81,8 +84,15 @@ impl Liveness {
                 add(at, 28, 1);
             }
         }
+        for (_, at) in self.txns.txns.values() {
+            add(*at, 0, 1);
+        }
         for g in self.groups.groups.values() {
-            for c in g.offsets.values() {
+            for c in g
+                .offsets
+                .values()
+                .chain(g.txn_offsets.values().flat_map(|h| h.values()))
+            {
                 add(c.position, 0, 1);
             }
             if let Some(at) = g.generation_position {
@@ -90,6 +100,25 @@ impl Liveness {
             }
         }
         live
+    }
+}
+
+/// What a batch is in a transaction, for the frame list: a marker
+/// (control batch) or a transactional producer's records.
+fn transaction_note(b: &RecordBatch<'_>) -> String {
+    match b.control_type() {
+        Some(control) => format!(
+            " {} marker of producer {} epoch {}",
+            match control {
+                ControlType::Commit => "COMMIT",
+                ControlType::Abort => "ABORT",
+            },
+            b.producer_id(),
+            b.producer_epoch()
+        ),
+        None if b.is_control() => " control batch (unknown type)".to_string(),
+        None if b.is_transactional() => format!(" transactional, producer {}", b.producer_id()),
+        None => String::new(),
     }
 }
 
@@ -126,6 +155,7 @@ async fn inspect_one(
             Liveness {
                 log: LogState::new(shard),
                 groups: Coordinator::default(),
+                txns: TxnCoordinator::default(),
             },
         )
     });
@@ -133,6 +163,8 @@ async fn inspect_one(
         if let Some((metadata, live)) = liveness.as_mut() {
             if f.frame_type == GROUP_RECORD.id {
                 live.groups.replay(&f, metadata);
+            } else if f.frame_type == TXN_RECORD.id {
+                live.txns.replay(&f, metadata);
             } else {
                 live.log.replay(&f, metadata);
             }
@@ -156,7 +188,7 @@ async fn inspect_one(
                 r.last = r.last.max(b.last_offset());
                 if list_frames {
                     println!(
-                        "  frame @{} type {}{} len {} topic {} partition {} offsets {}..={} records {}",
+                        "  frame @{} type {}{} len {} topic {} partition {} offsets {}..={} records {}{}",
                         f.position,
                         f.frame_type,
                         if relocated { " (relocated)" } else { "" },
@@ -165,13 +197,23 @@ async fn inspect_one(
                         key.partition,
                         b.base_offset(),
                         b.last_offset(),
-                        b.record_count()
+                        b.record_count(),
+                        transaction_note(&b)
                     );
                 }
             }
             None => {
                 unparsed += 1;
-                if list_frames && f.frame_type == GROUP_RECORD.id {
+                if list_frames && f.frame_type == TXN_RECORD.id {
+                    match crate::transactions::state::Txn::decode(f.payload) {
+                        Ok(t) => println!(
+                            "  frame @{} type {} len {} transaction {} producer {} epoch {} {} partitions {} groups {}",
+                            f.position, f.frame_type, f.payload.len(), t.id, t.producer_id, t.epoch,
+                            t.state.name(), t.partitions.len(), t.groups.len()
+                        ),
+                        Err(e) => println!("  frame @{} type {} len {} (transaction record: {e})", f.position, f.frame_type, f.payload.len()),
+                    }
+                } else if list_frames && f.frame_type == GROUP_RECORD.id {
                     let record = GroupRecord::decode(f.payload);
                     println!("  frame @{} type {} len {} group record {record:?}", f.position, f.frame_type, f.payload.len());
                 } else if list_frames && f.frame_type == LOG_START.id {
@@ -316,14 +358,15 @@ fn print_checkpoints(wal_dir: &Path, log_end: u64, metadata: Option<&Metadata>) 
         let verdict = match (&read, metadata) {
             (Err(why), _) => format!("NOT USABLE: {why}"),
             (Ok(c), Some(metadata)) => match crate::recovery::restore(c, shard, metadata) {
-                Ok((_, log, groups)) => format!(
-                    "ok: {} partitions, {} index chunks, {} groups",
+                Ok((_, log, groups, txns)) => format!(
+                    "ok: {} partitions, {} index chunks, {} groups, {} transactional ids",
                     log.partitions.len(),
                     log.partitions
                         .values()
                         .map(|p| p.chunks.len())
                         .sum::<usize>(),
-                    groups.groups.len()
+                    groups.groups.len(),
+                    txns.txns.len()
                 ),
                 Err(why) => format!("NOT USABLE: {why}"),
             },

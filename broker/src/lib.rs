@@ -42,4 +42,5 @@ pub mod server;
 pub mod shard;
 pub mod shard_id;
 pub mod status_page;
+pub mod transactions;
 pub mod util;

@@ -1,7 +1,8 @@
 //! Recovery of one shard: load its newest checkpoint, open its WAL and
 //! hand every frame after the checkpoint to the owner of its type — the
-//! log (record batches, log starts) and the group coordinator (group
-//! records). A new WAL user is registered here.
+//! log (record batches, log starts), the group coordinator (group
+//! records) and the transaction coordinator (transaction records). A new
+//! WAL user is registered here.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::layout;
 use crate::log::LogState;
 use crate::metadata::Metadata;
 use crate::shard_id::ShardId;
+use crate::transactions::TxnCoordinator;
 
 /// A shard's WAL, opened, and the state its frames rebuilt.
 pub struct Recovered {
@@ -24,6 +26,8 @@ pub struct Recovered {
     pub log: LogState,
     /// Consumer groups and committed offsets.
     pub groups: Coordinator,
+    /// Transactions.
+    pub txns: TxnCoordinator,
     /// WAL position of the checkpoint recovery started from (0: none).
     pub checkpoint: u64,
     /// What the WAL scan did.
@@ -58,10 +62,12 @@ pub async fn recover(
     let mut checkpoints = checkpoint::list(&checkpoint::dir(&args.data_dir, shard)).into_iter();
     let mut wal: Option<Wal> = None;
     loop {
-        let (from, mut log, mut groups) = next_checkpoint(&mut checkpoints, shard, metadata);
+        let (from, mut log, mut groups, mut txns) =
+            next_checkpoint(&mut checkpoints, shard, metadata);
         let mut owners = FrameOwners::new();
         owners.register(&mut log)?;
         owners.register(&mut groups)?;
+        owners.register(&mut txns)?;
         let mut progress = Progress::new(shard, &wal_dir, from);
         let visit = |frame: RecoveredFrame<'_>| {
             progress.at(frame.position);
@@ -136,6 +142,7 @@ pub async fn recover(
             wal: wal.take().expect("the WAL was opened"),
             log,
             groups,
+            txns,
             checkpoint: from,
             stats: crate::metrics::RecoveryStats {
                 seconds: report.seconds,
@@ -214,7 +221,7 @@ fn next_checkpoint(
     checkpoints: &mut impl Iterator<Item = (u64, PathBuf)>,
     shard: ShardId,
     metadata: &Metadata,
-) -> (u64, LogState, Coordinator) {
+) -> Owners {
     for (_, path) in checkpoints.by_ref() {
         match load(&path, shard, metadata) {
             Ok(loaded) => {
@@ -226,15 +233,19 @@ fn next_checkpoint(
             }
         }
     }
-    (0, LogState::new(shard), Coordinator::default())
+    (
+        0,
+        LogState::new(shard),
+        Coordinator::default(),
+        TxnCoordinator::default(),
+    )
 }
 
+/// A checkpoint's position and the owners' state it holds.
+pub type Owners = (u64, LogState, Coordinator, TxnCoordinator);
+
 /// Reads the checkpoint at `path` into fresh owners.
-pub fn load(
-    path: &Path,
-    shard: ShardId,
-    metadata: &Metadata,
-) -> Result<(u64, LogState, Coordinator), String> {
+pub fn load(path: &Path, shard: ShardId, metadata: &Metadata) -> Result<Owners, String> {
     restore(&checkpoint::read(path, shard)?, shard, metadata)
 }
 
@@ -243,10 +254,11 @@ pub fn restore(
     c: &checkpoint::Checkpoint,
     shard: ShardId,
     metadata: &Metadata,
-) -> Result<(u64, LogState, Coordinator), String> {
+) -> Result<Owners, String> {
     let mut log = LogState::new(shard);
     let mut groups = Coordinator::default();
-    for owner in [&mut log as &mut dyn FrameOwner, &mut groups] {
+    let mut txns = TxnCoordinator::default();
+    for owner in [&mut log as &mut dyn FrameOwner, &mut groups, &mut txns] {
         let id = checkpoint::owner_id(owner);
         let section = c
             .section(id)
@@ -255,7 +267,7 @@ pub fn restore(
             .restore(section, metadata)
             .map_err(|e| format!("section of the owner of frame type {id}: {e}"))?;
     }
-    Ok((c.position, log, groups))
+    Ok((c.position, log, groups, txns))
 }
 
 /// Whether every chunk of the index lies in a segment that is there.

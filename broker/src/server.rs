@@ -20,8 +20,9 @@ use crate::log::cleaner::WalUser;
 use crate::log::retention::Retention;
 use crate::log::Log;
 use crate::metadata::{self, Metadata};
-use crate::shard::{Job, Shard};
+use crate::shard::{Job, Shard, ShardOwners};
 use crate::shard_id::ShardId;
+use crate::transactions::TxnService;
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), String> {
@@ -206,18 +207,27 @@ async fn run_shard(
     let recovered_stats = recovered.stats;
     let limits = GroupLimits::of(&args, peers.len());
     let groups = Rc::new(GroupService::new(recovered.groups, log.clone(), limits));
+    let transactions = Rc::new(TxnService::new(
+        recovered.txns,
+        log.clone(),
+        args.transaction_max_timeout_ms,
+    ));
     let lifecycle = Rc::new(Lifecycle::default());
     let shard = Rc::new(Shard::new(
         id,
         args.clone(),
         cluster_id,
-        log,
-        groups,
+        ShardOwners {
+            log,
+            groups,
+            transactions,
+        },
         lifecycle.clone(),
         peers,
     ));
     shard.metrics().set_recovery(recovered_stats);
     shard.groups().start(id.index(), lifecycle.clone());
+    TxnService::start(&shard, lifecycle.clone());
     glommio::spawn_local(expire_producers(shard.clone())).detach();
     glommio::spawn_local(maintain_log(shard.clone())).detach();
     shard.apply_metadata(metadata);
@@ -314,6 +324,9 @@ async fn stop_on_wal_failure(shard: Rc<Shard>) {
 
 /// Runs a test's fail point if it names this shard.
 async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
+    if let FailPoint::TxnDecidedExit { shard, stage } = fail_point {
+        return crash::exit_when_txn_decided(shard, stage);
+    }
     let (FailPoint::ShardPanic {
         shard: at,
         after_ms,
@@ -329,7 +342,10 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
     | FailPoint::RecoveryDelay {
         shard: at,
         after_ms,
-    }) = fail_point;
+    }) = fail_point
+    else {
+        return;
+    };
     if matches!(fail_point, FailPoint::RecoveryDelay { .. }) {
         return; // done before recovery (`run_shard`)
     }
@@ -343,7 +359,7 @@ async fn inject(shard: Rc<Shard>, fail_point: FailPoint) {
             .log()
             .inject_wal_failure("fail point: fdatasync failed"),
         FailPoint::DirSyncFail { .. } => crash::fail_dir_syncs(),
-        FailPoint::RecoveryDelay { .. } => {}
+        FailPoint::RecoveryDelay { .. } | FailPoint::TxnDecidedExit { .. } => {}
     }
 }
 
@@ -375,7 +391,12 @@ async fn maintain_log(shard: Rc<Shard>) {
             }
         }
         let groups: &dyn WalUser = shard.groups().as_ref();
-        if let Err(e) = shard.log().reclaim(&[groups], MAX_COPIED_PER_PASS).await {
+        let txns: &dyn WalUser = shard.transactions().as_ref();
+        if let Err(e) = shard
+            .log()
+            .reclaim(&[groups, txns], MAX_COPIED_PER_PASS)
+            .await
+        {
             tracing::error!(shard = shard.id().index(), error = %e, "reclaiming WAL space failed");
         }
         if shard.log().since_checkpoint() >= checkpoint_every {
@@ -384,12 +405,13 @@ async fn maintain_log(shard: Rc<Shard>) {
     }
 }
 
-/// Writes a checkpoint of the shard's log and groups; a failure is logged
+/// Writes a checkpoint of the shard's log, groups and transactions; a failure is logged
 /// (the WAL still holds everything: the next restart replays more).
 async fn checkpoint(shard: &Rc<Shard>) {
     let groups: &dyn WalUser = shard.groups().as_ref();
+    let txns: &dyn WalUser = shard.transactions().as_ref();
     let dir = crate::checkpoint::dir(&shard.config().data_dir, shard.id());
-    if let Err(e) = shard.log().checkpoint(&[groups], &dir).await {
+    if let Err(e) = shard.log().checkpoint(&[groups, txns], &dir).await {
         tracing::error!(shard = shard.id().index(), error = %e, "checkpoint failed");
     }
 }

@@ -1,6 +1,6 @@
 //! A shard: one glommio executor's state. It holds the owners of the
 //! shard's work — the partition log ([`Log`]), the group coordinator
-//! ([`GroupService`]), on shard 0 the controller's state — plus the current
+//! ([`GroupService`]), the transaction coordinator ([`TxnService`]), on shard 0 the controller's state — plus the current
 //! metadata snapshot and its lifecycle. Nothing here is shared with other
 //! threads: other shards reach it only by sending a [`Job`] over its flume
 //! channel ([`Shard::call`]), and only owned data (`Bytes`, `Arc`
@@ -21,9 +21,20 @@ use crate::memory::MemoryBudget;
 use crate::metadata::Metadata;
 use crate::metrics::ShardMetrics;
 use crate::shard_id::ShardId;
+use crate::transactions::TxnService;
 
 /// Work sent to a shard: runs on its executor with its state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// The owners of a shard's WAL frames, as recovery rebuilt them.
+pub struct ShardOwners {
+    /// The partition log.
+    pub log: Rc<Log>,
+    /// The group coordinator.
+    pub groups: Rc<GroupService>,
+    /// The transaction coordinator.
+    pub transactions: Rc<TxnService>,
+}
 
 /// One shard's state.
 pub struct Shard {
@@ -33,6 +44,7 @@ pub struct Shard {
     metadata: RefCell<Arc<Metadata>>,
     log: Rc<Log>,
     groups: Rc<GroupService>,
+    transactions: Rc<TxnService>,
     controller: ControllerState,
     lifecycle: Rc<Lifecycle>,
     memory: Rc<MemoryBudget>,
@@ -41,17 +53,21 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// The shard around its owners (the log and groups its WAL's replay
-    /// rebuilt); `peers` reach every shard, this one included.
+    /// The shard around its owners (what its WAL's replay rebuilt);
+    /// `peers` reach every shard, this one included.
     pub fn new(
         id: ShardId,
         config: Arc<ServeArgs>,
         cluster_id: Arc<str>,
-        log: Rc<Log>,
-        groups: Rc<GroupService>,
+        owners: ShardOwners,
         lifecycle: Rc<Lifecycle>,
         peers: Vec<flume::Sender<Job>>,
     ) -> Shard {
+        let ShardOwners {
+            log,
+            groups,
+            transactions,
+        } = owners;
         let memory = MemoryBudget::new(config.memory_budget_bytes() / peers.len().max(1));
         Shard {
             id,
@@ -61,6 +77,7 @@ impl Shard {
             metadata: RefCell::new(Arc::new(Metadata::default())),
             log,
             groups,
+            transactions,
             controller: ControllerState::default(),
             lifecycle,
             metrics: Rc::default(),
@@ -111,6 +128,11 @@ impl Shard {
     /// The consumer groups this shard coordinates.
     pub fn groups(&self) -> &Rc<GroupService> {
         &self.groups
+    }
+
+    /// The transactions this shard coordinates.
+    pub fn transactions(&self) -> &Rc<TxnService> {
+        &self.transactions
     }
 
     /// The controller's state (meaningful on [`ShardId::CONTROLLER`] only).

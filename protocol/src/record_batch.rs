@@ -335,6 +335,101 @@ pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) -> Result<(), Batch
     Ok(())
 }
 
+/// What a transaction marker says: the transaction's records are
+/// committed or aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// The transaction was aborted (control record type 0).
+    Abort,
+    /// The transaction was committed (control record type 1).
+    Commit,
+}
+
+/// A transaction marker as Kafka writes it (`EndTransactionMarker`): a
+/// transactional control batch of one record whose key is version 0 and
+/// the control type, and whose value is version 0 and the coordinator
+/// epoch. Base offset 0 (the log gives it its offset), base sequence -1.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let kind: i16 = match control {
+        ControlType::Abort => 0,
+        ControlType::Commit => 1,
+    };
+    // One record: length, attributes, timestamp delta, offset delta, key
+    // (4 bytes), value (6 bytes), no headers; varints are zigzag, and all
+    // of these fit one byte.
+    let mut record = vec![0u8, 0, 0, 4 << 1];
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&kind.to_be_bytes());
+    record.push(6 << 1);
+    record.extend_from_slice(&0i16.to_be_bytes());
+    record.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    record.push(0);
+    let mut batch = vec![0u8; RECORD_BATCH_OVERHEAD];
+    batch.push((record.len() as u8) << 1);
+    batch.extend_from_slice(&record);
+    let length = (batch.len() - LOG_OVERHEAD) as i32;
+    batch[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    batch[MAGIC] = 2;
+    let attributes = TRANSACTIONAL_FLAG | CONTROL_FLAG;
+    batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&timestamp.to_be_bytes());
+    batch[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    batch[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+impl RecordBatch<'_> {
+    /// The marker a control batch holds: the type in its first record's
+    /// key. `None` for a batch that is not a control batch, or whose first
+    /// record does not have the key a marker has.
+    pub fn control_type(&self) -> Option<ControlType> {
+        if !self.is_control() {
+            return None;
+        }
+        let mut at = RECORD_BATCH_OVERHEAD;
+        let bytes = self.bytes;
+        // length, attributes (one byte), timestamp delta, offset delta.
+        varint(bytes, &mut at)?;
+        at += 1;
+        varint(bytes, &mut at)?;
+        varint(bytes, &mut at)?;
+        if varint(bytes, &mut at)? < 4 {
+            return None;
+        }
+        let key = bytes.get(at..at + 4)?;
+        match i16::from_be_bytes([key[2], key[3]]) {
+            0 => Some(ControlType::Abort),
+            1 => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
+}
+
+/// A zigzag varint at `*at` (at most 10 bytes), moving `*at` past it.
+fn varint(bytes: &[u8], at: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
 /// `N` bytes at `at`; callers only pass offsets inside a checked header.
 fn array_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     let mut out = [0; N];
@@ -353,6 +448,41 @@ fn i32_at(bytes: &[u8], at: usize) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A marker we write parses as a valid batch, reads back its type,
+    /// and decodes with kafka-protocol as the control record Kafka writes.
+    #[test]
+    fn control_batches_are_valid_markers() {
+        for (control, kind) in [(ControlType::Commit, 1i16), (ControlType::Abort, 0)] {
+            let mut bytes = control_batch(42, 3, control, 7, 1_700_000_000_000);
+            set_base_offset(&mut bytes, 99).unwrap();
+            let batch = RecordBatch::parse(&bytes).unwrap();
+            assert!(batch.is_control() && batch.is_transactional());
+            assert_eq!(batch.control_type(), Some(control));
+            assert_eq!(
+                (
+                    batch.producer_id(),
+                    batch.producer_epoch(),
+                    batch.base_sequence()
+                ),
+                (42, 3, -1)
+            );
+            assert_eq!((batch.base_offset(), batch.last_offset()), (99, 99));
+            let mut buf = Bytes::from(bytes.clone());
+            let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+            let record = &set.records[0];
+            assert!(record.control);
+            let key = record.key.as_ref().unwrap();
+            assert_eq!(&key[..], &[0, 0, 0, kind as u8][..]);
+            let value = record.value.as_ref().unwrap();
+            assert_eq!(&value[..], &[0, 0, 0, 0, 0, 7][..]);
+            // A client's produce of a control batch is refused.
+            assert!(matches!(
+                produce_batch(&bytes),
+                Err(BatchError::ControlBatch)
+            ));
+        }
+    }
     use crate::XorShift;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::indexmap::IndexMap;

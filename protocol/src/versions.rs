@@ -10,13 +10,16 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
+    ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
 use kafka_protocol::ResponseError;
@@ -53,6 +56,18 @@ impl ApiRange {
         }
     }
 
+    /// The range cut at `ceiling`: versions above it change what the
+    /// API means (the transaction APIs' KIP-890 part 2), not only how it
+    /// is encoded.
+    const fn up_to(self, ceiling: i16) -> Self {
+        let max = if self.max < ceiling {
+            self.max
+        } else {
+            ceiling
+        };
+        ApiRange { max, ..self }
+    }
+
     /// Whether `version` is accepted.
     pub fn contains(&self, version: i16) -> bool {
         (self.min..=self.max).contains(&version)
@@ -60,11 +75,11 @@ impl ApiRange {
 }
 
 macro_rules! supported_apis {
-    ($( $(#[$doc:meta])* $variant:ident($request:ty) from $floor:literal, )*) => {
+    ($( $(#[$doc:meta])* $variant:ident($request:ty) from $floor:literal $(to $ceiling:literal)?, )*) => {
         /// Every API Sluice implements, one row each; ApiVersions advertises
         /// exactly this.
         pub const SUPPORTED_APIS: &[ApiRange] = &[
-            $( ApiRange::of::<$request>(ApiKey::$variant, $floor), )*
+            $( ApiRange::of::<$request>(ApiKey::$variant, $floor)$(.up_to($ceiling))?, )*
         ];
 
         // Each variant must carry the request type of its own api key.
@@ -141,7 +156,7 @@ supported_apis! {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest) from 0,
     /// Admin: the log directory's space and each partition's size.
     DescribeLogDirs(DescribeLogDirsRequest) from 1,
-    /// Idempotent producers: a producer id and epoch (no transactions).
+    /// Producer ids and epochs: idempotent and transactional producers.
     InitProducerId(InitProducerIdRequest) from 0,
     /// Groups: which broker coordinates a group (always this one).
     FindCoordinator(FindCoordinatorRequest) from 0,
@@ -165,6 +180,22 @@ supported_apis! {
     DeleteGroups(DeleteGroupsRequest) from 0,
     /// Groups: delete a group's offsets of some partitions.
     OffsetDelete(OffsetDeleteRequest) from 0,
+    /// Transactions: partitions join a transaction (v4+ is between brokers).
+    AddPartitionsToTxn(AddPartitionsToTxnRequest) from 0 to 3,
+    /// Transactions: a group's offsets join a transaction.
+    AddOffsetsToTxn(AddOffsetsToTxnRequest) from 0 to 3,
+    /// Transactions: commit or abort (v5 is KIP-890's epoch bump per
+    /// transaction, not offered).
+    EndTxn(EndTxnRequest) from 0 to 4,
+    /// Transactions: offsets committed with the transaction.
+    TxnOffsetCommit(TxnOffsetCommitRequest) from 0 to 4,
+    /// Admin: transactions by id.
+    DescribeTransactions(DescribeTransactionsRequest) from 0,
+    /// Admin: every transaction, filtered (v2's id pattern, a Java
+    /// regular expression, is not offered).
+    ListTransactions(ListTransactionsRequest) from 0 to 1,
+    /// Admin: the producers of partitions and their open transactions.
+    DescribeProducers(DescribeProducersRequest) from 0,
 }
 
 /// The accepted range for `api_key`, if Sluice implements it.
@@ -269,6 +300,13 @@ mod tests {
             (ApiKey::DescribeGroups, 0, 6),
             (ApiKey::DeleteGroups, 0, 2),
             (ApiKey::OffsetDelete, 0, 0),
+            (ApiKey::AddPartitionsToTxn, 0, 3),
+            (ApiKey::AddOffsetsToTxn, 0, 3),
+            (ApiKey::EndTxn, 0, 4),
+            (ApiKey::TxnOffsetCommit, 0, 4),
+            (ApiKey::DescribeTransactions, 0, 0),
+            (ApiKey::ListTransactions, 0, 1),
+            (ApiKey::DescribeProducers, 0, 0),
         ];
         let table: Vec<_> = SUPPORTED_APIS
             .iter()
@@ -293,7 +331,10 @@ mod tests {
         assert!(supported(ApiKey::Fetch as i16, 4));
         assert!(supported(ApiKey::JoinGroup as i16, 0));
         assert!(!supported(ApiKey::JoinGroup as i16, 10));
-        assert!(!supported(ApiKey::EndTxn as i16, 0));
+        assert!(supported(ApiKey::EndTxn as i16, 4));
+        // KIP-890 part 2 changes what EndTxn v5 means: not offered.
+        assert!(!supported(ApiKey::EndTxn as i16, 5));
+        assert!(!supported(ApiKey::WriteTxnMarkers as i16, 1));
         assert!(!supported(9999, 0));
         assert!(!supported(-1, 0));
     }

@@ -15,7 +15,7 @@ use std::process::Command;
 use crate::harness::{topic_config, Broker, DataDir};
 
 /// The interpreter with the clients installed.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("SLUICE_PYTHON") {
         return PathBuf::from(p);
     }

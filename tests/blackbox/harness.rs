@@ -438,6 +438,12 @@ impl Broker {
         }
     }
 
+    /// Forgets the environment it was started with (a fail point), for
+    /// the next restart.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
     /// [`Broker::restart`] returning the failure.
     pub fn try_restart(&mut self) -> Result<(), StartError> {
         assert!(!self.is_running(), "restart of a running broker");
@@ -478,7 +484,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-fn client_config(broker: &Broker, extra: &[(&str, &str)]) -> ClientConfig {
+pub fn client_config(broker: &Broker, extra: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", broker.addr());
     for (k, v) in extra {
@@ -832,18 +838,35 @@ pub fn partition_count(consumer: &BaseConsumer, topic: &str) -> i32 {
 /// Reads `topic` from the beginning of every partition until `n` records
 /// arrived or `timeout` passed; returns what arrived.
 pub fn consume(broker: &Broker, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
-    consume_inner(broker, topic, Some(n), timeout)
+    consume_inner(broker, topic, Some(n), timeout, &[])
 }
 
 /// Reads `topic` from the beginning until every partition reached its end
 /// (partition EOF), or `timeout` passed (then panics: a consumer that cannot
 /// reach the end is a failure in itself).
 pub fn consume_to_end(broker: &Broker, topic: &str, timeout: Duration) -> Vec<Record> {
-    consume_inner(broker, topic, None, timeout)
+    consume_inner(broker, topic, None, timeout, &[])
 }
 
-fn consume_inner(broker: &Broker, topic: &str, n: Option<usize>, timeout: Duration) -> Vec<Record> {
-    let consumer = consumer(broker, &[]);
+/// [`consume_to_end`] with consumer settings of its own (`extra`), such
+/// as `isolation.level` (librdkafka's default is read_committed).
+pub fn consume_to_end_with(
+    broker: &Broker,
+    topic: &str,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> Vec<Record> {
+    consume_inner(broker, topic, None, timeout, extra)
+}
+
+fn consume_inner(
+    broker: &Broker,
+    topic: &str,
+    n: Option<usize>,
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Vec<Record> {
+    let consumer = consumer(broker, extra);
     let partitions = partition_count(&consumer, topic);
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {

@@ -44,3 +44,4 @@ mod metrics;
 mod pipelining;
 mod retention;
 mod shards;
+mod transactions;

@@ -63,17 +63,31 @@ impl Coordinator {
             GroupRecord::Commit { group, offsets } => {
                 let g = self.get_or_create(group);
                 for o in offsets {
-                    g.offsets.insert(
-                        (o.topic.clone(), o.partition),
-                        Committed {
-                            topic_id: o.topic_id,
-                            offset: o.offset,
-                            leader_epoch: o.leader_epoch,
-                            metadata: o.metadata.clone(),
-                            commit_timestamp: o.commit_timestamp,
-                            position,
-                        },
-                    );
+                    g.offsets
+                        .insert((o.topic.clone(), o.partition), committed(o, position));
+                }
+            }
+            GroupRecord::TxnCommit {
+                group,
+                producer_id,
+                offsets,
+            } => {
+                let g = self.get_or_create(group);
+                let held = g.txn_offsets.entry(*producer_id).or_default();
+                for o in offsets {
+                    held.insert((o.topic.clone(), o.partition), committed(o, position));
+                }
+            }
+            GroupRecord::TxnEnd {
+                group,
+                producer_id,
+                committed,
+            } => {
+                if let Some(g) = self.groups.get_mut(group) {
+                    let held = g.txn_offsets.remove(producer_id).unwrap_or_default();
+                    if *committed {
+                        g.offsets.extend(held);
+                    }
                 }
             }
             GroupRecord::DeleteOffsets { group, partitions } => {
@@ -130,7 +144,9 @@ impl Coordinator {
                 return;
             }
         };
-        if let GroupRecord::Commit { offsets, .. } = &mut record {
+        if let GroupRecord::Commit { offsets, .. } | GroupRecord::TxnCommit { offsets, .. } =
+            &mut record
+        {
             let before = offsets.len();
             offsets.retain(|o| {
                 metadata
@@ -146,13 +162,15 @@ impl Coordinator {
 
     /// Drops the offsets of topics that were deleted (a new metadata snapshot).
     pub fn retain_topics(&mut self, metadata: &Metadata) {
+        let live = |(topic, _): &(String, i32), c: &mut Committed| {
+            metadata
+                .topics
+                .get(topic)
+                .is_some_and(|t| t.id == c.topic_id)
+        };
         for g in self.groups.values_mut() {
-            g.offsets.retain(|(topic, _), c| {
-                metadata
-                    .topics
-                    .get(topic)
-                    .is_some_and(|t| t.id == c.topic_id)
-            });
+            g.offsets.retain(live);
+            g.txn_offsets.values_mut().for_each(|h| h.retain(live));
         }
     }
 
@@ -213,7 +231,7 @@ impl Coordinator {
                     partitions: expired,
                 });
             }
-            if g.offsets.is_empty() && g.pending.is_empty() {
+            if g.offsets.is_empty() && g.pending.is_empty() && g.txn_offsets.is_empty() {
                 dead.push(g.id.clone());
             }
         }
@@ -241,6 +259,7 @@ impl FrameOwner for Coordinator {
             .flat_map(|g| {
                 g.offsets
                     .values()
+                    .chain(g.txn_offsets.values().flat_map(|h| h.values()))
                     .map(|c| c.position)
                     .chain(g.generation_position)
             })
@@ -267,6 +286,24 @@ impl FrameOwner for Coordinator {
                     frame_type: GROUP_RECORD.id,
                     payload: record.encode(),
                 });
+            }
+            for (producer_id, held) in &g.txn_offsets {
+                let offsets: Vec<OffsetRecord> = held
+                    .iter()
+                    .filter(|(_, c)| c.position < position)
+                    .map(|(key, c)| offset_record(key, c))
+                    .collect();
+                if !offsets.is_empty() {
+                    let record = GroupRecord::TxnCommit {
+                        group: g.id.clone(),
+                        producer_id: *producer_id,
+                        offsets,
+                    };
+                    live.push(LiveFrame {
+                        frame_type: GROUP_RECORD.id,
+                        payload: record.encode(),
+                    });
+                }
             }
             if g.generation_position.is_some_and(|p| p < position) {
                 live.push(LiveFrame {
@@ -298,6 +335,24 @@ impl FrameOwner for Coordinator {
                 let group = g.id.clone();
                 (at, GroupRecord::Commit { group, offsets })
             }));
+            for (producer_id, held) in &g.txn_offsets {
+                let mut by_position: BTreeMap<u64, Vec<OffsetRecord>> = BTreeMap::new();
+                for (key, c) in held {
+                    by_position
+                        .entry(c.position)
+                        .or_default()
+                        .push(offset_record(key, c));
+                }
+                records.extend(by_position.into_iter().map(|(at, offsets)| {
+                    let (group, producer_id) = (g.id.clone(), *producer_id);
+                    let record = GroupRecord::TxnCommit {
+                        group,
+                        producer_id,
+                        offsets,
+                    };
+                    (at, record)
+                }));
+            }
         }
         let mut out = Vec::new();
         out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -345,11 +400,39 @@ impl FrameOwner for Coordinator {
                     }
                 }
             }
+            GroupRecord::TxnCommit {
+                producer_id,
+                offsets,
+                ..
+            } => {
+                let Some(held) = g.txn_offsets.get_mut(&producer_id) else {
+                    return;
+                };
+                for o in offsets {
+                    if let Some(c) = held.get_mut(&(o.topic, o.partition)) {
+                        if c.offset == o.offset && c.commit_timestamp == o.commit_timestamp {
+                            c.position = c.position.max(position);
+                        }
+                    }
+                }
+            }
             GroupRecord::Generation { generation, .. } if g.generation == generation => {
                 g.generation_position = Some(position);
             }
             _ => {}
         }
+    }
+}
+
+/// The value a stored offset record holds, at `position`.
+fn committed(o: &OffsetRecord, position: u64) -> Committed {
+    Committed {
+        topic_id: o.topic_id,
+        offset: o.offset,
+        leader_epoch: o.leader_epoch,
+        metadata: o.metadata.clone(),
+        commit_timestamp: o.commit_timestamp,
+        position,
     }
 }
 
@@ -514,5 +597,51 @@ mod tests {
         assert_eq!(g.generation, 4);
         assert_eq!(g.offsets[&("t".to_string(), 0)].offset, 9);
         assert_eq!(g.offsets[&("t".to_string(), 1)].offset, 3);
+    }
+
+    /// Offsets of a transaction are held apart until its end: committed
+    /// on commit, dropped on abort; held ones stay needed (and are stated
+    /// again, still held) until then, and a checkpoint keeps them held.
+    #[test]
+    fn transactional_offsets_wait_for_the_transaction() {
+        let held = |producer_id: i64, offset: i64| {
+            let GroupRecord::Commit { offsets, .. } = commit("g", "t", 1, 0, offset) else {
+                unreachable!()
+            };
+            GroupRecord::TxnCommit {
+                group: "g".into(),
+                producer_id,
+                offsets,
+            }
+        };
+        let end = |producer_id, committed| GroupRecord::TxnEnd {
+            group: "g".into(),
+            producer_id,
+            committed,
+        };
+        let mut c = Coordinator::default();
+        c.apply(&commit("g", "t", 1, 0, 5), 100);
+        c.apply(&held(7, 9), 200);
+        c.apply(&held(8, 11), 300);
+        let offset = |c: &Coordinator| c.groups["g"].offsets[&("t".to_string(), 0)].offset;
+        assert_eq!(offset(&c), 5, "held offsets are not committed yet");
+        assert_eq!(c.lowest_needed_position(), Some(100));
+
+        let snapshot = c.snapshot();
+        let mut back = Coordinator::default();
+        back.restore(&snapshot, &topic_t()).unwrap();
+        assert_eq!(back.groups["g"].txn_offsets.len(), 2);
+        assert_eq!(offset(&back), 5);
+
+        let live = c.live_below(250);
+        assert!(live.iter().any(|f| matches!(
+            GroupRecord::decode(&f.payload),
+            Ok(GroupRecord::TxnCommit { producer_id: 7, .. })
+        )));
+        c.apply(&end(8, false), 400);
+        assert_eq!(offset(&c), 5, "an abort drops the held offsets");
+        c.apply(&end(7, true), 500);
+        assert_eq!(offset(&c), 9, "a commit makes them the committed ones");
+        assert!(c.groups["g"].txn_offsets.is_empty());
     }
 }

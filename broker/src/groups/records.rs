@@ -12,6 +12,8 @@
 //! | 2 offset delete | u32 count, then per partition: topic (u16 + UTF-8), partition (i32) |
 //! | 3 group delete | nothing: the group and all its offsets are gone |
 //! | 4 generation | generation (i32), protocol type (i16 length, -1 null, + UTF-8) |
+//! | 5 transactional offset commit | producer id (i64), then as kind 1: held until the transaction ends |
+//! | 6 transaction end | producer id (i64), committed (u8): the producer's held offsets become committed, or are dropped |
 
 use crate::frames::FrameType;
 
@@ -28,6 +30,8 @@ const KIND_OFFSET_COMMIT: u8 = 1;
 const KIND_OFFSET_DELETE: u8 = 2;
 const KIND_GROUP_DELETE: u8 = 3;
 const KIND_GENERATION: u8 = 4;
+const KIND_TXN_COMMIT: u8 = 5;
+const KIND_TXN_END: u8 = 6;
 
 /// One committed offset as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +75,26 @@ pub enum GroupRecord {
         /// Group id.
         group: String,
     },
+    /// Offsets committed by a transaction (TxnOffsetCommit), held until
+    /// it ends.
+    TxnCommit {
+        /// Group id.
+        group: String,
+        /// The transaction's producer.
+        producer_id: i64,
+        /// The offsets.
+        offsets: Vec<OffsetRecord>,
+    },
+    /// The transaction of `producer_id` ended: its held offsets become
+    /// the committed ones (`committed`) or are dropped.
+    TxnEnd {
+        /// Group id.
+        group: String,
+        /// The transaction's producer.
+        producer_id: i64,
+        /// Committed, not aborted.
+        committed: bool,
+    },
     /// A rebalance completed: generation ids keep growing across restarts.
     Generation {
         /// Group id.
@@ -87,6 +111,8 @@ impl GroupRecord {
     pub fn group(&self) -> &str {
         match self {
             GroupRecord::Commit { group, .. }
+            | GroupRecord::TxnCommit { group, .. }
+            | GroupRecord::TxnEnd { group, .. }
             | GroupRecord::DeleteOffsets { group, .. }
             | GroupRecord::DeleteGroup { group }
             | GroupRecord::Generation { group, .. } => group,
@@ -102,28 +128,29 @@ impl GroupRecord {
             GroupRecord::DeleteOffsets { .. } => KIND_OFFSET_DELETE,
             GroupRecord::DeleteGroup { .. } => KIND_GROUP_DELETE,
             GroupRecord::Generation { .. } => KIND_GENERATION,
+            GroupRecord::TxnCommit { .. } => KIND_TXN_COMMIT,
+            GroupRecord::TxnEnd { .. } => KIND_TXN_END,
         };
         out.push(FORMAT_VERSION);
         out.push(kind);
         put_short_str(&mut out, self.group());
         match self {
-            GroupRecord::Commit { offsets, .. } => {
-                out.extend_from_slice(&(offsets.len() as u32).to_be_bytes());
-                for o in offsets {
-                    put_short_str(&mut out, &o.topic);
-                    out.extend_from_slice(&o.topic_id);
-                    out.extend_from_slice(&o.partition.to_be_bytes());
-                    out.extend_from_slice(&o.offset.to_be_bytes());
-                    out.extend_from_slice(&o.leader_epoch.to_be_bytes());
-                    match &o.metadata {
-                        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                        Some(m) => {
-                            out.extend_from_slice(&(m.len() as i32).to_be_bytes());
-                            out.extend_from_slice(m.as_bytes());
-                        }
-                    }
-                    out.extend_from_slice(&o.commit_timestamp.to_be_bytes());
-                }
+            GroupRecord::Commit { offsets, .. } => put_offsets(&mut out, offsets),
+            GroupRecord::TxnCommit {
+                producer_id,
+                offsets,
+                ..
+            } => {
+                out.extend_from_slice(&producer_id.to_be_bytes());
+                put_offsets(&mut out, offsets);
+            }
+            GroupRecord::TxnEnd {
+                producer_id,
+                committed,
+                ..
+            } => {
+                out.extend_from_slice(&producer_id.to_be_bytes());
+                out.push(u8::from(*committed));
             }
             GroupRecord::DeleteOffsets { partitions, .. } => {
                 out.extend_from_slice(&(partitions.len() as u32).to_be_bytes());
@@ -158,34 +185,20 @@ impl GroupRecord {
         let kind = r.u8()?;
         let group = r.short_str()?;
         let record = match kind {
-            KIND_OFFSET_COMMIT => {
-                let count = r.u32()? as usize;
-                let mut offsets = Vec::with_capacity(count.min(1024));
-                for _ in 0..count {
-                    let topic = r.short_str()?;
-                    let topic_id: [u8; 16] = r.take(16)?.try_into().map_err(|_| "short id")?;
-                    let partition = r.i32()?;
-                    let offset = r.i64()?;
-                    let leader_epoch = r.i32()?;
-                    let len = r.i32()?;
-                    let metadata = if len < 0 {
-                        None
-                    } else {
-                        Some(utf8(r.take(len as usize)?)?)
-                    };
-                    let commit_timestamp = r.i64()?;
-                    offsets.push(OffsetRecord {
-                        topic,
-                        topic_id,
-                        partition,
-                        offset,
-                        leader_epoch,
-                        metadata,
-                        commit_timestamp,
-                    });
-                }
-                GroupRecord::Commit { group, offsets }
-            }
+            KIND_OFFSET_COMMIT => GroupRecord::Commit {
+                group,
+                offsets: r.offsets()?,
+            },
+            KIND_TXN_COMMIT => GroupRecord::TxnCommit {
+                group,
+                producer_id: r.i64()?,
+                offsets: r.offsets()?,
+            },
+            KIND_TXN_END => GroupRecord::TxnEnd {
+                group,
+                producer_id: r.i64()?,
+                committed: r.u8()? != 0,
+            },
             KIND_OFFSET_DELETE => {
                 let count = r.u32()? as usize;
                 let mut partitions = Vec::with_capacity(count.min(1024));
@@ -219,6 +232,26 @@ impl GroupRecord {
     }
 }
 
+/// A list of offsets: u32 count, then each as kind 1 describes.
+fn put_offsets(out: &mut Vec<u8>, offsets: &[OffsetRecord]) {
+    out.extend_from_slice(&(offsets.len() as u32).to_be_bytes());
+    for o in offsets {
+        put_short_str(out, &o.topic);
+        out.extend_from_slice(&o.topic_id);
+        out.extend_from_slice(&o.partition.to_be_bytes());
+        out.extend_from_slice(&o.offset.to_be_bytes());
+        out.extend_from_slice(&o.leader_epoch.to_be_bytes());
+        match &o.metadata {
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(m) => {
+                out.extend_from_slice(&(m.len() as i32).to_be_bytes());
+                out.extend_from_slice(m.as_bytes());
+            }
+        }
+        out.extend_from_slice(&o.commit_timestamp.to_be_bytes());
+    }
+}
+
 fn put_short_str(out: &mut Vec<u8>, s: &str) {
     let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
     out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
@@ -232,6 +265,36 @@ fn utf8(bytes: &[u8]) -> Result<String, String> {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
+    /// A list of offsets as [`put_offsets`] writes it.
+    fn offsets(&mut self) -> Result<Vec<OffsetRecord>, String> {
+        let count = self.u32()? as usize;
+        let mut offsets = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            let topic = self.short_str()?;
+            let topic_id: [u8; 16] = self.take(16)?.try_into().map_err(|_| "short id")?;
+            let partition = self.i32()?;
+            let offset = self.i64()?;
+            let leader_epoch = self.i32()?;
+            let len = self.i32()?;
+            let metadata = if len < 0 {
+                None
+            } else {
+                Some(utf8(self.take(len as usize)?)?)
+            };
+            let commit_timestamp = self.i64()?;
+            offsets.push(OffsetRecord {
+                topic,
+                topic_id,
+                partition,
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp,
+            });
+        }
+        Ok(offsets)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
             return Err(format!(
@@ -317,6 +380,24 @@ mod tests {
                 group: "g".into(),
                 generation: 0,
                 protocol_type: None,
+            },
+            GroupRecord::TxnCommit {
+                group: "g".into(),
+                producer_id: 12,
+                offsets: vec![OffsetRecord {
+                    topic: "in".into(),
+                    topic_id: [2; 16],
+                    partition: 1,
+                    offset: 77,
+                    leader_epoch: -1,
+                    metadata: Some(String::new()),
+                    commit_timestamp: 5,
+                }],
+            },
+            GroupRecord::TxnEnd {
+                group: "g".into(),
+                producer_id: 12,
+                committed: true,
             },
         ]
     }

@@ -39,6 +39,23 @@ pub struct PartitionCommit {
     pub metadata: Option<String>,
 }
 
+impl PartitionCommit {
+    /// A partition of an OffsetCommit or TxnOffsetCommit request.
+    pub fn of(
+        partition: i32,
+        offset: i64,
+        leader_epoch: i32,
+        metadata: Option<&sluice_protocol::kafka_protocol::protocol::StrBytes>,
+    ) -> PartitionCommit {
+        PartitionCommit {
+            partition,
+            offset,
+            leader_epoch,
+            metadata: metadata.map(|m| m.to_string()),
+        }
+    }
+}
+
 /// An OffsetCommit as the coordinator sees it.
 #[derive(Debug, Clone)]
 pub struct OffsetCommit {
@@ -337,11 +354,14 @@ impl GroupService {
 
     /// OffsetCommit: checks membership and generation, writes one WAL
     /// record for the request's offsets and answers once it is durable.
+    /// With a producer id (TxnOffsetCommit) the offsets are held for that
+    /// producer's transaction until [`GroupService::end_txn`].
     pub async fn commit_offsets(
         &self,
         metadata: &Metadata,
         group: String,
         commit: OffsetCommit,
+        transaction: Option<i64>,
     ) -> PartitionResults {
         self.expire_due(Some(&group));
         let check = match self.coordinator.borrow_mut().groups.get_mut(&group) {
@@ -399,7 +419,14 @@ impl GroupService {
         if offsets.is_empty() {
             return results;
         }
-        let record = GroupRecord::Commit { group, offsets };
+        let record = match transaction {
+            None => GroupRecord::Commit { group, offsets },
+            Some(producer_id) => GroupRecord::TxnCommit {
+                group,
+                producer_id,
+                offsets,
+            },
+        };
         let durable = self.submit(&mut self.coordinator.borrow_mut(), &record);
         if let Err(e) = wait(durable).await {
             for r in results.iter_mut().flatten() {
@@ -409,6 +436,47 @@ impl GroupService {
             }
         }
         results
+    }
+
+    /// The transaction of `producer_id` ended: the offsets it committed
+    /// to `group` become the group's (`committed`) or are dropped, by a
+    /// durable record.
+    pub async fn end_txn(
+        &self,
+        group: &str,
+        producer_id: i64,
+        committed: bool,
+    ) -> Result<(), BrokerError> {
+        let held = self
+            .coordinator
+            .borrow()
+            .groups
+            .get(group)
+            .is_some_and(|g| g.txn_offsets.contains_key(&producer_id));
+        if !held {
+            return Ok(());
+        }
+        let record = GroupRecord::TxnEnd {
+            group: group.to_string(),
+            producer_id,
+            committed,
+        };
+        // The borrow ends before the wait: other tasks use the groups
+        // while the record becomes durable.
+        let durable = self.submit(&mut self.coordinator.borrow_mut(), &record);
+        wait(durable).await
+    }
+
+    /// Partitions of `group` with transactional offsets not yet committed
+    /// or aborted (OffsetFetch's `require_stable`).
+    pub fn unstable(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
+        let coordinator = self.coordinator.borrow();
+        coordinator
+            .groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.txn_offsets.values().flat_map(|h| h.keys().cloned()))
+            .collect()
     }
 
     /// The committed offsets of `group` for `topics` (`None`: all). An

@@ -261,6 +261,9 @@ pub struct Group {
     pub pending: HashMap<String, Pending>,
     /// Committed offsets by topic name and partition.
     pub offsets: BTreeMap<(String, i32), Committed>,
+    /// Offsets of open transactions, by producer id: committed when the
+    /// transaction commits, dropped when it aborts.
+    pub txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), Committed>>,
     /// When the group last became empty (ms since the epoch; offset retention).
     pub empty_since: i64,
     /// Records to write to the WAL (drained by the coordinator).
@@ -292,6 +295,7 @@ impl Group {
             static_members: HashMap::new(),
             pending: HashMap::new(),
             offsets: BTreeMap::new(),
+            txn_offsets: BTreeMap::new(),
             empty_since: now_ms,
             outbox: Vec::new(),
             generation_position: None,

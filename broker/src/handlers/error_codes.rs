@@ -102,6 +102,28 @@ error_codes! {
     ListGroupsResponse => |r, f| { f(r.error_code) }
     DescribeGroupsResponse => |r, f| { r.groups.iter().for_each(|g| f(g.error_code)) }
     DeleteGroupsResponse => |r, f| { r.results.iter().for_each(|g| f(g.error_code)) }
+    AddPartitionsToTxnResponse => |r, f| {
+        f(r.error_code);
+        for t in &r.results_by_topic_v3_and_below {
+            t.results_by_partition.iter().for_each(|p| f(p.partition_error_code));
+        }
+    }
+    AddOffsetsToTxnResponse => |r, f| { f(r.error_code) }
+    EndTxnResponse => |r, f| { f(r.error_code) }
+    TxnOffsetCommitResponse => |r, f| {
+        for t in &r.topics {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    }
+    DescribeTransactionsResponse => |r, f| {
+        r.transaction_states.iter().for_each(|t| f(t.error_code))
+    }
+    ListTransactionsResponse => |r, f| { f(r.error_code) }
+    DescribeProducersResponse => |r, f| {
+        for t in &r.topics {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    }
 }
 
 #[cfg(test)]

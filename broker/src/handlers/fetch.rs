@@ -10,19 +10,26 @@
 //! holds while reading, on every owner, so a fetch never holds more than
 //! its budget. A partition named twice is answered once, as Kafka does.
 //!
+//! `isolation.level=read_committed` (isolation level 1) reads stop at each
+//! partition's last stable offset and carry the aborted transactions of
+//! what was read, so the consumer drops their records; read_uncommitted
+//! reads up to the high watermark, as before.
+//!
 //! Sessionless full fetches only: the answer always carries session id 0.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use sluice_protocol::kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use sluice_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_protocol::kafka_protocol::messages::{
+    FetchRequest, FetchResponse, ProducerId, TopicName,
+};
 
 use crate::context::RequestContext;
 use crate::error::BrokerError;
-use crate::log::{Fetched, PartitionKey, ReadRange};
+use crate::log::{AbortedTxn, Fetched, PartitionKey, ReadRange};
 use crate::router::{scatter_slots, Slot};
 use crate::shard_id::ShardId;
 use crate::util::{wire_len, wire_millis};
@@ -32,8 +39,10 @@ use crate::util::{wire_len, wire_millis};
 struct PartitionRead {
     error: Option<BrokerError>,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start: i64,
     records: Bytes,
+    aborted: Option<Vec<AbortedTxn>>,
 }
 
 impl PartitionRead {
@@ -42,14 +51,18 @@ impl PartitionRead {
             Ok(f) => PartitionRead {
                 error: None,
                 high_watermark: f.high_watermark,
+                last_stable_offset: f.last_stable_offset,
                 log_start: f.log_start,
                 records: f.records,
+                aborted: f.aborted,
             },
             Err(e) => PartitionRead {
                 error: Some(e),
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start: -1,
                 records: Bytes::new(),
+                aborted: None,
             },
         }
     }
@@ -67,6 +80,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         usize::MAX
     };
     let max_bytes = asked.min(shard.config().fetch_max_bytes);
+    let committed = version >= 4 && request.isolation_level == 1;
     let metadata = shard.metadata();
     let mut slots: Vec<Slot<ReadRange, BrokerError>> = Vec::new();
     let mut named = std::collections::HashSet::new();
@@ -97,6 +111,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                             offset: p.fetch_offset,
                             max_bytes: wire_len(p.partition_max_bytes),
                             first_batch_always: true,
+                            committed,
                         },
                     )),
                 },
@@ -149,7 +164,12 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             .zip(&data)
             .filter_map(|(slot, d)| {
                 let (owner, range) = slot.target.as_ref().ok()?;
-                Some((*owner, (range.key, range.offset.max(d.high_watermark))))
+                let visible = if committed {
+                    d.last_stable_offset
+                } else {
+                    d.high_watermark
+                };
+                Some((*owner, (range.key, range.offset.max(visible))))
             })
             .collect();
         if min_bytes == 0
@@ -162,7 +182,7 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
             break;
         }
         drop((reading, data));
-        wait_for_data(ctx, waits, deadline).await;
+        wait_for_data(ctx, waits, committed, deadline).await;
         reading = shard.memory().reserve(read_budget).await;
         data = read().await;
     }
@@ -194,13 +214,23 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         })
         .collect();
     for (slot, d) in slots.iter().zip(data) {
+        let aborted = d.aborted.map(|list| {
+            list.into_iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        });
         topics[slot.topic].partitions.push(
             PartitionData::default()
                 .with_partition_index(slot.partition)
                 .with_error_code(BrokerError::code_of(d.error.as_ref()))
                 .with_high_watermark(d.high_watermark)
-                .with_last_stable_offset(d.high_watermark)
+                .with_last_stable_offset(d.last_stable_offset)
                 .with_log_start_offset(d.log_start)
+                .with_aborted_transactions(aborted)
                 .with_records(Some(d.records)),
         );
     }
@@ -227,6 +257,7 @@ fn whole_batches_within(records: &Bytes, limit: usize) -> Bytes {
 async fn wait_for_data(
     ctx: &RequestContext,
     waits: Vec<(ShardId, (PartitionKey, i64))>,
+    committed: bool,
     deadline: Instant,
 ) {
     let mut owners: Vec<ShardId> = waits.iter().map(|(o, _)| *o).collect();
@@ -244,7 +275,7 @@ async fn wait_for_data(
             shard
                 .call(owner, move |s| async move {
                     s.log()
-                        .wait_for_data(&mine, deadline, &s.lifecycle().shutdown)
+                        .wait_for_data(&mine, committed, deadline, &s.lifecycle().shutdown)
                         .await
                 })
                 .await;

@@ -5,6 +5,9 @@
 //! decompressed piece by piece, capped, stopping at the record). A batch
 //! that cannot be read to the answer within the cap answers with its own
 //! first offset, never later than the right record.
+//!
+//! With isolation level read_committed (v2 and later), latest is the last
+//! stable offset: the end of what a read_committed consumer can read.
 
 use std::rc::Rc;
 
@@ -20,15 +23,24 @@ use crate::record_stream;
 use crate::router::{partition_slot, scatter_slots, Slot};
 use crate::shard::Shard;
 
+/// One partition's question: a timestamp (or LATEST, EARLIEST,
+/// MAX_TIMESTAMP) and whether the asker reads committed only.
+type Query = (i64, bool);
+
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 /// (offset, timestamp) for one partition and query, on its owner.
-async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64), BrokerError> {
+async fn answer(
+    shard: &Shard,
+    key: &PartitionKey,
+    (ts, committed): Query,
+) -> Result<(i64, i64), BrokerError> {
     let log = shard.log();
     let offsets = log.offsets(key)?;
     match ts {
+        LATEST if committed => return Ok((offsets.last_stable_offset, -1)),
         LATEST => return Ok((offsets.high_watermark, -1)),
         EARLIEST => return Ok((offsets.log_start, -1)),
         MAX_TIMESTAMP => return Ok(log.max_timestamp(key).await?.unwrap_or((-1, -1))),
@@ -64,20 +76,29 @@ async fn answer(shard: &Shard, key: &PartitionKey, ts: i64) -> Result<(i64, i64)
 pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let shard = &ctx.shard;
     let metadata = shard.metadata();
-    let slots: Vec<Slot<(PartitionKey, i64), BrokerError>> = request
+    let committed = ctx.version() >= 2 && request.isolation_level == 1;
+    let slots: Vec<Slot<(PartitionKey, Query), BrokerError>> = request
         .topics
         .iter()
         .enumerate()
         .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, t.name.0.as_str(), p)))
-        .map(|(ti, name, p)| partition_slot(&metadata, ti, name, p.partition_index, p.timestamp))
+        .map(|(ti, name, p)| {
+            partition_slot(
+                &metadata,
+                ti,
+                name,
+                p.partition_index,
+                (p.timestamp, committed),
+            )
+        })
         .collect();
     let answers = scatter_slots(
         shard,
         &slots,
-        |s: Rc<Shard>, queries: Vec<(PartitionKey, i64)>| async move {
+        |s: Rc<Shard>, queries: Vec<(PartitionKey, Query)>| async move {
             let mut answers = Vec::with_capacity(queries.len());
-            for (key, ts) in queries {
-                answers.push(answer(&s, &key, ts).await);
+            for (key, query) in queries {
+                answers.push(answer(&s, &key, query).await);
                 // A request may ask thousands: let the shard serve others.
                 glommio::yield_if_needed().await;
             }

@@ -19,6 +19,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
+pub mod transactions;
 
 use bytes::BytesMut;
 use error_codes::ErrorCodes;
@@ -129,6 +130,17 @@ pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
         Request::ListGroups(r) => encode(ctx, &groups::admin::list_groups(ctx, r).await),
         Request::DescribeGroups(r) => encode(ctx, &groups::admin::describe_groups(ctx, r).await),
         Request::DeleteGroups(r) => encode(ctx, &groups::admin::delete_groups(ctx, r).await),
+        Request::AddPartitionsToTxn(r) => encode(ctx, &transactions::add_partitions(ctx, r).await),
+        Request::AddOffsetsToTxn(r) => encode(ctx, &transactions::add_offsets(ctx, r).await),
+        Request::EndTxn(r) => encode(ctx, &transactions::end_txn(ctx, r).await),
+        Request::TxnOffsetCommit(r) => encode(ctx, &transactions::txn_offset_commit(ctx, r).await),
+        Request::DescribeTransactions(r) => {
+            encode(ctx, &transactions::describe_transactions(ctx, r).await)
+        }
+        Request::ListTransactions(r) => encode(ctx, &transactions::list_transactions(ctx, r).await),
+        Request::DescribeProducers(r) => {
+            encode(ctx, &transactions::describe_producers(ctx, r).await)
+        }
     }
 }
 

@@ -3,16 +3,18 @@
 //! gets a fresh id, as Kafka answers, also when it names an id and epoch
 //! (KIP-360): the broker cannot tell the owner of an id from any other
 //! client, and bumping the epoch of a named id would let anyone fence any
-//! producer. Transactions are not supported: a transactional id is answered
-//! as Kafka does while its transaction coordinator is unavailable.
+//! producer. With a transactional id the id's transaction coordinator
+//! answers (`transactions::service`): the same producer id with a new
+//! epoch, fencing older producers of the id.
 
 use sluice_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
+use super::transactions::{code_for, on_txn_coordinator};
 use crate::context::RequestContext;
-use crate::shard_id::ShardId;
+use crate::transactions::service::allocate_producer_id;
 
 /// Answers InitProducerId.
 pub async fn handle(
@@ -25,27 +27,31 @@ pub async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    match &request.transactional_id {
-        None => {}
-        // Kafka refuses an empty transactional id as an invalid request.
-        Some(id) if id.is_empty() => return refused(ResponseError::InvalidRequest.code()),
-        Some(_) => return refused(ResponseError::CoordinatorNotAvailable.code()),
-    }
-    let allocated = ctx
-        .shard
-        .call(ShardId::CONTROLLER, |s| async move {
-            let data_dir = s.config().data_dir.clone();
-            s.controller().producer_ids.borrow_mut().allocate(&data_dir)
-        })
-        .await;
-    match allocated {
-        Some(Ok(id)) => InitProducerIdResponse::default()
+    let granted = |(id, epoch): (i64, i16)| {
+        InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "cannot allocate a producer id");
-            refused(ResponseError::KafkaStorageError.code())
-        }
-        None => refused(ResponseError::KafkaStorageError.code()),
+            .with_producer_epoch(epoch)
+    };
+    let Some(id) = request.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+        return match allocate_producer_id(&ctx.shard).await {
+            Ok(id) => granted((id, 0)),
+            Err(e) => refused(e.code()),
+        };
+    };
+    // Kafka refuses an empty transactional id as an invalid request.
+    if id.is_empty() {
+        return refused(ResponseError::InvalidRequest.code());
+    }
+    let timeout_ms = request.transaction_timeout_ms;
+    let expected =
+        (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));
+    let result = on_txn_coordinator(&ctx.shard, &id.clone(), move |s| async move {
+        let svc = s.transactions().clone();
+        svc.init_producer_id(&s, &id, timeout_ms, expected).await
+    })
+    .await;
+    match result {
+        Ok(granted_id) => granted(granted_id),
+        Err(e) => refused(code_for(&e, ctx.version(), 4)),
     }
 }

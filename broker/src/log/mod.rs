@@ -20,13 +20,16 @@ mod partition;
 pub mod producers;
 pub mod retention;
 pub mod state;
+pub mod transactions;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sluice_protocol::record_batch::{produce_batch, set_base_offset, set_log_append_time};
+use sluice_protocol::record_batch::{
+    control_batch, produce_batch, set_base_offset, set_log_append_time, ControlType,
+};
 use sluice_protocol::RecordBatch;
 use sluice_wal_core::{Durable, Wal};
 
@@ -44,6 +47,7 @@ use frame::{
 pub use partition::{BatchEntry, Chunk, Partition, PartitionKey};
 use producers::{ProducerBatch, SequenceCheck};
 pub use state::LogState;
+pub use transactions::AbortedTxn;
 
 /// Bytes of the segment being written that, while the disk is full, only
 /// log-start frames may use (at most a quarter of a segment): retention and
@@ -94,10 +98,15 @@ pub struct Appending {
 pub struct Fetched {
     /// The partition's high watermark when read.
     pub high_watermark: i64,
+    /// Its last stable offset when read.
+    pub last_stable_offset: i64,
     /// Its log start offset.
     pub log_start: i64,
     /// Whole stored batches, as clients sent them (offsets rewritten).
     pub records: Bytes,
+    /// For a read_committed read, the aborted transactions holding
+    /// offsets in what was read; `None` for read_uncommitted.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// One partition's read: whole batches from `offset`, up to `max_bytes`.
@@ -113,6 +122,9 @@ pub struct ReadRange {
     /// than `max_bytes` (KIP-74: so a consumer can always make progress,
     /// for the first non-empty partition of a fetch only).
     pub first_batch_always: bool,
+    /// read_committed: stop at the last stable offset and list the
+    /// aborted transactions read.
+    pub committed: bool,
 }
 
 /// A partition's offsets.
@@ -124,6 +136,21 @@ pub struct Offsets {
     pub high_watermark: i64,
     /// Bytes of the batches it holds (DescribeLogDirs, retention.bytes).
     pub bytes: u64,
+    /// Every offset below it is outside any open transaction.
+    pub last_stable_offset: i64,
+}
+
+/// A producer as a partition knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// Sequence of its last batch here (-1: none remembered).
+    pub last_sequence: i32,
+    /// First offset of its open transaction here (-1: none).
+    pub txn_start_offset: i64,
 }
 
 /// The partition log of one shard.
@@ -313,11 +340,6 @@ impl Log {
             .ok_or_else(unknown_partition)?;
         let producer = ProducerBatch::of(&batch);
         if let Some(pb) = &producer {
-            if batch.is_transactional() {
-                return Err(BrokerError::InvalidTxnState(
-                    "transactions are not supported".into(),
-                ));
-            }
             if let SequenceCheck::Duplicate { base_offset } = state.producers.check(key, pb)? {
                 tracing::debug!(
                     producer_id = pb.pid,
@@ -346,7 +368,42 @@ impl Log {
         } else {
             (-1, batch.max_timestamp())
         };
-        let bytes = bytes.freeze();
+        let durable = self.store(partition, key, bytes.freeze(), count, max_timestamp)?;
+        let log_start = partition.log_start;
+        if let Some(pb) = &producer {
+            state.producers.record(key, pb, base_offset, Instant::now());
+            if batch.is_transactional() {
+                state
+                    .txns
+                    .entry(key)
+                    .or_default()
+                    .on_data(pb.pid, base_offset);
+            }
+        } else if batch.is_transactional() {
+            // Kafka's rule: a transactional batch names its producer.
+            tracing::warn!(base_offset, "transactional batch without a producer id");
+        }
+        Ok(Appending {
+            base_offset,
+            log_append_time,
+            log_start,
+            key,
+            next_offset: base_offset + count,
+            durable: Some(durable),
+        })
+    }
+
+    /// Hands the batch `bytes` (its base offset written: the partition's
+    /// log end) to the WAL, indexes it and keeps it in the fetch buffer.
+    fn store(
+        &self,
+        partition: &mut Partition,
+        key: PartitionKey,
+        bytes: Bytes,
+        count: i64,
+        max_timestamp: i64,
+    ) -> Result<Durable, BrokerError> {
+        let base_offset = partition.log_end;
         let appended = self
             .wal
             .submit(RECORD_BATCH.id, &[&batch_frame_header(&key), &bytes])?;
@@ -360,20 +417,62 @@ impl Log {
             },
             appended.segment,
         );
-        let log_start = partition.log_start;
-        if let Some(pb) = &producer {
-            state.producers.record(key, pb, base_offset, Instant::now());
-        }
         self.fetch_buffer
             .borrow_mut()
             .insert(key, base_offset, bytes);
+        Ok(appended.durable)
+    }
+
+    /// Hands a transaction marker of producer `pid` (epoch `epoch`) to the
+    /// WAL as the partition's next batch: the transaction's end on this
+    /// partition. Synchronous, like [`Log::append`]; an older epoch than
+    /// the partition knows is refused.
+    pub fn append_marker(
+        &self,
+        key: PartitionKey,
+        pid: i64,
+        epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<Appending, BrokerError> {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        let partition = state
+            .partitions
+            .get_mut(&key)
+            .ok_or_else(unknown_partition)?;
+        let known = state
+            .producers
+            .of_partition(&key)
+            .into_iter()
+            .find(|p| p.0 == pid)
+            .map(|p| p.1);
+        if known.is_some_and(|e| e > epoch) {
+            return Err(BrokerError::InvalidProducerEpoch(format!(
+                "marker of producer {pid} epoch {epoch} is older than the partition's epoch"
+            )));
+        }
+        let now = crate::util::now_ms();
+        let mut bytes =
+            BytesMut::from(&control_batch(pid, epoch, control, coordinator_epoch, now)[..]);
+        self.check_room(bytes.len())?;
+        let base_offset = partition.log_end;
+        set_base_offset(&mut bytes, base_offset)?;
+        let durable = self.store(partition, key, bytes.freeze(), 1, now)?;
+        let commit = control == ControlType::Commit;
+        state
+            .txns
+            .entry(key)
+            .or_default()
+            .on_marker(pid, base_offset, commit);
+        state.producers.mark(key, pid, epoch, Instant::now());
         Ok(Appending {
             base_offset,
-            log_append_time,
-            log_start,
+            log_append_time: -1,
+            log_start: partition.log_start,
             key,
-            next_offset: base_offset + count,
-            durable: Some(appended.durable),
+            next_offset: base_offset + 1,
+            durable: Some(durable),
         })
     }
 
@@ -400,7 +499,7 @@ impl Log {
     /// (see [`ReadRange::first_batch_always`]), from the fetch buffer or,
     /// chunk by chunk, from the WAL.
     pub async fn read(self: &Rc<Self>, range: ReadRange) -> Result<Fetched, BrokerError> {
-        let (high_watermark, log_start) = {
+        let (high_watermark, last_stable_offset, log_start) = {
             let state = self.state.borrow();
             let p = state
                 .partitions
@@ -413,7 +512,15 @@ impl Log {
                     high_watermark: p.high_watermark,
                 });
             }
-            (p.high_watermark, p.log_start)
+            let stable = state.last_stable_offset(&range.key, p);
+            (p.high_watermark, stable, p.log_start)
+        };
+        // What this read may return: read_committed stops where the oldest
+        // open transaction starts.
+        let upper = if range.committed {
+            last_stable_offset
+        } else {
+            high_watermark
         };
         let mut batches: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
@@ -422,7 +529,7 @@ impl Log {
         let fits = |total: usize, size: usize| {
             (total == 0 && range.first_batch_always) || total + size <= range.max_bytes
         };
-        'read: while next < high_watermark {
+        'read: while next < upper {
             let buffered = self.fetch_buffer.borrow().containing(&range.key, next);
             if let Some((last, bytes)) = buffered {
                 if !fits(total, bytes.len()) {
@@ -453,7 +560,7 @@ impl Log {
                 if entry.last_offset < next {
                     continue;
                 }
-                if entry.base_offset >= high_watermark || !fits(total, bytes.len()) {
+                if entry.base_offset >= upper || !fits(total, bytes.len()) {
                     break 'read;
                 }
                 total += bytes.len();
@@ -481,10 +588,20 @@ impl Log {
                 all.freeze()
             }
         };
+        let aborted = range.committed.then(|| {
+            let state = self.state.borrow();
+            state
+                .txns
+                .get(&range.key)
+                .map(|t| t.aborted_in(range.offset, next))
+                .unwrap_or_default()
+        });
         Ok(Fetched {
             high_watermark,
+            last_stable_offset,
             log_start,
             records,
+            aborted,
         })
     }
 
@@ -531,6 +648,7 @@ impl Log {
     pub async fn wait_for_data(
         &self,
         waits: &[(PartitionKey, i64)],
+        committed: bool,
         deadline: Instant,
         shutdown: &Notify,
     ) {
@@ -540,10 +658,14 @@ impl Log {
             let ready = {
                 let state = self.state.borrow();
                 waits.iter().any(|(key, seen)| {
-                    state
-                        .partitions
-                        .get(key)
-                        .is_none_or(|p| p.high_watermark > *seen)
+                    state.partitions.get(key).is_none_or(|p| {
+                        let visible = if committed {
+                            state.last_stable_offset(key, p)
+                        } else {
+                            p.high_watermark
+                        };
+                        visible > *seen
+                    })
                 })
             };
             let now = Instant::now();
@@ -562,6 +684,27 @@ impl Log {
         }
     }
 
+    /// The producers `key` knows (DescribeProducers), with the first
+    /// offset of their open transaction here (-1: none).
+    pub fn producers_of(&self, key: &PartitionKey) -> Result<Vec<ProducerInfo>, BrokerError> {
+        let state = self.state.borrow();
+        if !state.partitions.contains_key(key) {
+            return Err(unknown_partition());
+        }
+        let txns = state.txns.get(key);
+        Ok(state
+            .producers
+            .of_partition(key)
+            .into_iter()
+            .map(|(producer_id, epoch, last_sequence, _)| ProducerInfo {
+                producer_id,
+                epoch,
+                last_sequence,
+                txn_start_offset: txns.and_then(|t| t.ongoing(producer_id)).unwrap_or(-1),
+            })
+            .collect())
+    }
+
     /// The partition's log start, high watermark and size.
     pub fn offsets(&self, key: &PartitionKey) -> Result<Offsets, BrokerError> {
         let state = self.state.borrow();
@@ -570,6 +713,7 @@ impl Log {
             log_start: p.log_start,
             high_watermark: p.high_watermark,
             bytes: p.bytes,
+            last_stable_offset: state.last_stable_offset(key, p),
         })
     }
 
@@ -686,6 +830,9 @@ impl Log {
             .submit(LOG_START.id, &[&encode_log_start(key, offset)])?;
         p.trim(offset);
         p.log_start_position = Some(appended.position);
+        if let Some(t) = state.txns.get_mut(key) {
+            t.trim(offset);
+        }
         Ok(Some(appended.durable))
     }
 
@@ -729,6 +876,11 @@ impl Log {
         self.wal.failure()
     }
 
+    /// Whether the WAL has failed (the process is about to stop).
+    pub fn wal_failed(&self) -> bool {
+        self.wal.has_failed()
+    }
+
     /// Fails the WAL as a failed sync would (the `wal-fail` fail point).
     pub fn inject_wal_failure(&self, why: &str) {
         self.wal.inject_failure(why);
@@ -760,6 +912,7 @@ impl Log {
         }
         if !dead.is_empty() {
             state.producers.retain_partitions(|k| !dead.contains(k));
+            state.txns.retain(|k, _| !dead.contains(k));
         }
     }
 

@@ -134,7 +134,10 @@ impl ProducerStates {
             }
             return Ok(SequenceCheck::Append);
         }
-        let last = entry.batches.back().map_or(-1, |b| b.last_seq);
+        // Known only from a marker: no sequence to follow yet.
+        let Some(last) = entry.batches.back().map(|b| b.last_seq) else {
+            return Ok(SequenceCheck::Append);
+        };
         if !in_sequence(last, first_seq) {
             return Err(BrokerError::OutOfOrderSequence(format!(
                 "producer {pid} sent sequence {first_seq}, expected {}",
@@ -170,6 +173,44 @@ impl ProducerStates {
             base_offset,
         });
         entry.last_seen = now;
+    }
+
+    /// A transaction marker of `pid` at `epoch` was written on `key`: a
+    /// newer epoch (the coordinator fencing a timed-out transaction)
+    /// becomes the producer's, so its older epoch is refused from now on.
+    pub fn mark(&mut self, key: PartitionKey, pid: i64, epoch: i16, now: Instant) {
+        let entry = self.entries.entry((pid, key)).or_insert(Entry {
+            epoch,
+            batches: VecDeque::new(),
+            last_seen: now,
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_seen = now;
+    }
+
+    /// The epoch and last sequence known of each producer of `key`
+    /// (DescribeProducers): (producer id, epoch, last sequence, base
+    /// offset of its last batch).
+    pub fn of_partition(&self, key: &PartitionKey) -> Vec<(i64, i16, i32, i64)> {
+        let mut found: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|((_, k), _)| k == key)
+            .map(|((pid, _), e)| {
+                let last = e.batches.back();
+                (
+                    *pid,
+                    e.epoch,
+                    last.map_or(-1, |b| b.last_seq),
+                    last.map_or(-1, |b| b.base_offset),
+                )
+            })
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     /// Replay: remembers a stored batch met in WAL order, which is not

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use sluice_protocol::record_batch::RecordBatch;
+use sluice_protocol::record_batch::{ControlType, RecordBatch};
 use sluice_wal_core::RecoveredFrame;
 
 use super::frame::{
@@ -14,6 +14,7 @@ use super::frame::{
 };
 use super::partition::{BatchEntry, Chunk, Partition, PartitionKey};
 use super::producers::{ProducerBatch, ProducerStates};
+use super::transactions::TxnIndex;
 use crate::frames::{FrameOwner, FrameType, LiveFrame};
 use crate::metadata::Metadata;
 use crate::shard_id::ShardId;
@@ -27,6 +28,8 @@ pub struct LogState {
     pub partitions: HashMap<PartitionKey, Partition>,
     /// Idempotent-producer state of those partitions.
     pub producers: ProducerStates,
+    /// Transactions of those partitions that have seen any.
+    pub txns: HashMap<PartitionKey, TxnIndex>,
     /// Frames of topics that no longer exist (deleted), skipped in replay.
     pub skipped_deleted: u64,
     /// Frames that did not parse or did not fit the log (logged, skipped).
@@ -44,6 +47,7 @@ impl LogState {
             shard,
             partitions: HashMap::new(),
             producers: ProducerStates::default(),
+            txns: HashMap::new(),
             skipped_deleted: 0,
             skipped_invalid: 0,
             gaps: Vec::new(),
@@ -60,6 +64,9 @@ impl LogState {
     /// replayed was durable). Offsets missing between a partition's log
     /// start and its end go to `gaps`.
     pub fn finish_replay(&mut self) {
+        for t in self.txns.values_mut() {
+            t.finish_replay();
+        }
         for (key, p) in &mut self.partitions {
             for (first, last, position) in p.finish_replay() {
                 let gap = format!(
@@ -115,10 +122,30 @@ impl LogState {
             },
             frame.segment,
         );
-        if let Some(pb) = ProducerBatch::of(&batch) {
+        let pid = batch.producer_id();
+        if let Some(control) = batch.control_type() {
+            let commit = control == ControlType::Commit;
+            let txns = self.txns.entry(key).or_default();
+            txns.replay_marker(pid, batch.base_offset(), commit);
+            self.producers
+                .mark(key, pid, batch.producer_epoch(), Instant::now());
+        } else if let Some(pb) = ProducerBatch::of(&batch) {
+            if batch.is_transactional() {
+                let txns = self.txns.entry(key).or_default();
+                txns.replay_data(pid, batch.base_offset());
+            }
             self.producers
                 .record_replayed(key, &pb, batch.base_offset(), Instant::now());
         }
+    }
+
+    /// The last stable offset of `key`: the first offset of its oldest
+    /// open transaction, else its high watermark.
+    pub fn last_stable_offset(&self, key: &PartitionKey, p: &Partition) -> i64 {
+        self.txns
+            .get(key)
+            .and_then(TxnIndex::first_unstable)
+            .map_or(p.high_watermark, |first| first.min(p.high_watermark))
     }
 
     /// Every chunk in segments below `position`, with its partition.
@@ -216,7 +243,8 @@ impl FrameOwner for LogState {
             .collect()
     }
 
-    /// Partitions (offsets, log start, sparse index), then producers.
+    /// Partitions (offsets, log start, sparse index), producers, then
+    /// the transactions of each partition that has seen any.
     fn snapshot(&self) -> Vec<u8> {
         let chunks: usize = self.partitions.values().map(|p| p.chunks.len()).sum();
         let mut out = Vec::with_capacity(self.partitions.len() * 48 + chunks * 52 + 4096);
@@ -227,6 +255,12 @@ impl FrameOwner for LogState {
             p.snapshot(&mut out);
         }
         self.producers.snapshot(&mut out);
+        out.extend_from_slice(&(self.txns.len() as u32).to_le_bytes());
+        for (key, t) in &self.txns {
+            out.extend_from_slice(&key.topic_id);
+            out.extend_from_slice(&key.partition.to_le_bytes());
+            t.snapshot(&mut out);
+        }
         out
     }
 
@@ -246,6 +280,14 @@ impl FrameOwner for LogState {
         let mut producers = ProducerStates::default();
         producers.restore(&mut r, owned, Instant::now())?;
         self.producers = producers;
+        for _ in 0..r.count(32)? {
+            let topic_id: [u8; 16] = r.bytes(16)?.try_into().expect("16 bytes");
+            let key = PartitionKey::new(topic_id, r.i32()?);
+            let txns = TxnIndex::restore(&mut r)?;
+            if self.owns(metadata, &key) {
+                self.txns.insert(key, txns);
+            }
+        }
         if !r.is_empty() {
             return Err("bytes after the log's section".into());
         }

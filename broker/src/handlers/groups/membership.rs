@@ -23,7 +23,8 @@ use crate::util::wire_millis;
 /// Kafka's group.min.session.timeout.ms and group.max.session.timeout.ms.
 const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
 
-/// FindCoordinator: every group is coordinated by this broker.
+/// FindCoordinator: every group and transactional id is coordinated by
+/// this broker.
 pub fn find_coordinator(
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
@@ -32,10 +33,8 @@ pub fn find_coordinator(
     let (host, port) = ctx.shard.config().advertised();
     let answer = |key_type: i8| -> Result<(), BrokerError> {
         match key_type {
-            0 => Ok(()),
-            1 => Err(BrokerError::CoordinatorNotAvailable(
-                "transactions are not supported".into(),
-            )),
+            // Groups and transactional ids: this broker coordinates all.
+            0 | 1 => Ok(()),
             _ => Err(BrokerError::InvalidRequest("unknown key type".into())),
         }
     };

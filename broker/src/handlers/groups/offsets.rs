@@ -1,6 +1,11 @@
 //! Group offsets: OffsetCommit (answered once its record is durable),
 //! OffsetFetch and OffsetDelete. The coordinator side is
 //! `GroupService::{commit_offsets, fetch_offsets, delete_offsets}`.
+//!
+//! OffsetFetch with `require_stable` (v7+, KIP-447: read_committed
+//! consumers) answers UNSTABLE_OFFSET_COMMIT for a partition whose
+//! transactional offsets are not yet committed or aborted, and the
+//! consumer asks again.
 
 use sluice_protocol::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -20,9 +25,33 @@ use sluice_protocol::kafka_protocol::messages::{
 use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
-use crate::groups::service::{GroupOffsets, OffsetCommit, PartitionCommit, PartitionResults};
+use crate::groups::service::{GroupOffsets, OffsetCommit, PartitionResults};
 use crate::metadata::str_bytes;
 use crate::shard::Shard;
+
+/// The topics of an OffsetCommit or TxnOffsetCommit request as the
+/// coordinator takes them (their types differ, their fields do not).
+macro_rules! commit_topics {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    let metadata = p.committed_metadata.as_ref();
+                    let (offset, epoch) = (p.committed_offset, p.committed_leader_epoch);
+                    $crate::groups::service::PartitionCommit::of(
+                        p.partition_index,
+                        offset,
+                        epoch,
+                        metadata,
+                    )
+                });
+                (t.name.0.to_string(), partitions.collect())
+            })
+            .collect()
+    };
+}
+pub(crate) use commit_topics;
 
 /// A result per partition as error codes.
 fn codes(results: PartitionResults) -> Vec<Vec<i16>> {
@@ -66,27 +95,15 @@ pub async fn offset_commit(
             member_id: text(&request.member_id),
             instance_id: opt_text(&request.group_instance_id),
             generation: request.generation_id_or_member_epoch,
-            topics: request
-                .topics
-                .into_iter()
-                .map(|t| {
-                    let partitions = t
-                        .partitions
-                        .into_iter()
-                        .map(|p| PartitionCommit {
-                            partition: p.partition_index,
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: opt_text(&p.committed_metadata),
-                        })
-                        .collect();
-                    (t.name.0.to_string(), partitions)
-                })
-                .collect(),
+            topics: commit_topics!(request.topics),
         };
         on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
             let metadata = s.metadata();
-            codes(s.groups().commit_offsets(&metadata, group, commit).await)
+            codes(
+                s.groups()
+                    .commit_offsets(&metadata, group, commit, None)
+                    .await,
+            )
         })
         .await
         .unwrap_or(fallback)
@@ -119,12 +136,30 @@ async fn fetch_offsets(
     shard: &std::rc::Rc<Shard>,
     group: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<GroupOffsets, i16> {
+    require_stable: bool,
+) -> Result<(GroupOffsets, Unstable), i16> {
     on_coordinator(shard, &group.clone(), move |s| async move {
-        s.groups().fetch_offsets(&group, topics)
+        let unstable = if require_stable {
+            s.groups().unstable(&group)
+        } else {
+            Unstable::new()
+        };
+        (s.groups().fetch_offsets(&group, topics), unstable)
     })
     .await
     .ok_or_else(not_coordinator)
+}
+
+/// Partitions whose transactional offsets are pending.
+type Unstable = std::collections::HashSet<(String, i32)>;
+
+/// UNSTABLE_OFFSET_COMMIT for a pending partition, else 0.
+fn stability(unstable: &Unstable, topic: &str, partition: i32) -> i16 {
+    if unstable.contains(&(topic.to_string(), partition)) {
+        BrokerError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
 }
 
 /// OffsetFetch: one group (v1-7) or several (v8+).
@@ -141,8 +176,9 @@ pub async fn offset_fetch(
                 .collect()
         });
         let mut response = OffsetFetchResponse::default();
-        match fetch_offsets(shard, text(&request.group_id.0), topics).await {
-            Ok(found) => {
+        let group = text(&request.group_id.0);
+        match fetch_offsets(shard, group, topics, request.require_stable).await {
+            Ok((found, unstable)) => {
                 response = response.with_topics(
                     found
                         .into_iter()
@@ -154,6 +190,7 @@ pub async fn offset_fetch(
                                         .into_iter()
                                         .map(|(p, offset, epoch, m)| {
                                             OffsetFetchResponsePartition::default()
+                                                .with_error_code(stability(&unstable, &topic, p))
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
@@ -183,8 +220,8 @@ pub async fn offset_fetch(
                 .collect()
         });
         let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-        match fetch_offsets(shard, text(&g.group_id.0), topics).await {
-            Ok(found) => {
+        match fetch_offsets(shard, text(&g.group_id.0), topics, request.require_stable).await {
+            Ok((found, unstable)) => {
                 out = out.with_topics(
                     found
                         .into_iter()
@@ -196,6 +233,7 @@ pub async fn offset_fetch(
                                         .into_iter()
                                         .map(|(p, offset, epoch, m)| {
                                             OffsetFetchResponsePartitions::default()
+                                                .with_error_code(stability(&unstable, &topic, p))
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
