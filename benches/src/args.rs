@@ -104,6 +104,11 @@ pub struct Opts {
     /// enable.idempotence (producer id and sequences; implies acks=all).
     #[arg(long)]
     pub idempotence: bool,
+    /// Transactional produce: each producer gets a transactional id and
+    /// commits a transaction every this many messages (its last one at
+    /// the end); the run's time includes the commits.
+    #[arg(long, value_name = "MESSAGES")]
+    pub transaction_messages: Option<u64>,
     /// Open loop: offer this many messages/s in total (spread over the
     /// producers), latency measured from each message's scheduled time.
     #[arg(long, value_name = "MSGS_PER_S")]

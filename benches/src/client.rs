@@ -51,7 +51,11 @@ pub fn producer_config(o: &Opts) -> ClientConfig {
         .set("linger.ms", o.linger_ms.to_string())
         .set("batch.size", o.batch_bytes.to_string())
         .set("compression.type", o.compression.as_config())
-        .set("enable.idempotence", o.idempotence.to_string())
+        // Transactions need idempotence (librdkafka refuses them without).
+        .set(
+            "enable.idempotence",
+            (o.idempotence || o.transaction_messages.is_some()).to_string(),
+        )
         // Room for a second of saturation at small sizes; QueueFull is
         // retried by the sender, never counted as an error.
         .set("queue.buffering.max.messages", "1000000")

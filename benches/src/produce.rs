@@ -153,9 +153,14 @@ pub fn run(
                         latency: Mutex::new(LatencyHistogram::new()),
                         counters: Arc::clone(counters),
                     };
+                    let mut config = config.clone();
+                    if o.transaction_messages.is_some() {
+                        config.set("transactional.id", format!("sluice-bench-{run_id}-{i}"));
+                    }
                     let producer: ThreadedProducer<DeliveryContext> = config
                         .create_with_context(ctx)
                         .map_err(|e| format!("cannot create producer: {e}"))?;
+                    let transaction = Transaction::begin(&producer, o.transaction_messages)?;
                     let mut buf = payload::new_buffer(o.size as usize);
                     let producer_id = payload::producer_id(run_id, i);
                     let mut seq = 0u64;
@@ -189,7 +194,9 @@ pub fn run(
                             scheduled.saturating_duration_since(clock.epoch).as_nanos() as usize;
                         send(&producer, &o.topic, &buf, opaque, counters);
                         seq += 1;
+                        transaction.after_send(&producer, seq)?;
                     }
+                    transaction.finish(&producer)?;
                     if producer.flush(Timeout::After(FLUSH_TIMEOUT)).is_err() {
                         let lost = producer.in_flight_count().max(0) as u64;
                         eprintln!("flush timed out: {lost} messages never acknowledged");
@@ -227,6 +234,61 @@ pub fn run(
         latency,
         elapsed,
     })
+}
+
+/// A producer's transactions (`--transaction-messages`): one is open
+/// from the start, committed and another begun every `every` messages.
+struct Transaction {
+    every: Option<u64>,
+}
+
+impl Transaction {
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    fn begin<C: ProducerContext>(
+        producer: &ThreadedProducer<C>,
+        every: Option<u64>,
+    ) -> Result<Transaction> {
+        if every.is_some() {
+            producer
+                .init_transactions(Self::TIMEOUT)
+                .map_err(|e| format!("init_transactions: {e}"))?;
+            producer
+                .begin_transaction()
+                .map_err(|e| format!("begin_transaction: {e}"))?;
+        }
+        Ok(Transaction { every })
+    }
+
+    /// After the `sent`-th message: commit and begin the next one when due.
+    fn after_send<C: ProducerContext>(
+        &self,
+        producer: &ThreadedProducer<C>,
+        sent: u64,
+    ) -> Result<()> {
+        match self.every {
+            Some(n) if sent.is_multiple_of(n.max(1)) => {
+                producer
+                    .commit_transaction(Self::TIMEOUT)
+                    .map_err(|e| format!("commit_transaction: {e}"))?;
+                producer
+                    .begin_transaction()
+                    .map_err(|e| format!("begin_transaction: {e}"))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits the last transaction (empty ones too: begin was called).
+    fn finish<C: ProducerContext>(&self, producer: &ThreadedProducer<C>) -> Result<()> {
+        if self.every.is_some() {
+            producer
+                .commit_transaction(Self::TIMEOUT)
+                .map_err(|e| format!("commit_transaction: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full (the

@@ -18,7 +18,7 @@ use sluice::lifecycle::Lifecycle;
 use sluice::log::{Log, LogState};
 use sluice::shard::{Job, Shard, ShardOwners};
 use sluice::shard_id::ShardId;
-use sluice::transactions::{TxnCoordinator, TxnService};
+use sluice::transactions::{TxnCoordinator, TxnLimits, TxnService};
 use sluice_wal_core::{Wal, WalOptions};
 
 #[derive(Parser)]
@@ -79,7 +79,7 @@ fn run(spin: Option<Duration>, rounds: usize) -> Vec<f64> {
                     let transactions = Rc::new(TxnService::new(
                         TxnCoordinator::default(),
                         log.clone(),
-                        args.transaction_max_timeout_ms,
+                        TxnLimits::of(&args, peers.len()),
                     ));
                     let lifecycle = Rc::new(Lifecycle::default());
                     let owners = ShardOwners {

@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// ask for (Kafka's transaction.max.timeout.ms).
     #[arg(long, default_value_t = 900_000)]
     pub transaction_max_timeout_ms: i32,
+    /// Transactional ids the broker keeps state for, all shards together
+    /// (split evenly); InitProducerId for a new id past it gets
+    /// COORDINATOR_NOT_AVAILABLE.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_transactional_ids: usize,
     /// Microseconds an idle shard spins before parking, so a cross-shard
     /// hop does not wait for a wake-up (0: park at once).
     #[arg(long, default_value_t = 50)]

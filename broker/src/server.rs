@@ -22,7 +22,7 @@ use crate::log::Log;
 use crate::metadata::{self, Metadata};
 use crate::shard::{Job, Shard, ShardOwners};
 use crate::shard_id::ShardId;
-use crate::transactions::TxnService;
+use crate::transactions::{TxnLimits, TxnService};
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), String> {
@@ -210,7 +210,7 @@ async fn run_shard(
     let transactions = Rc::new(TxnService::new(
         recovered.txns,
         log.clone(),
-        args.transaction_max_timeout_ms,
+        TxnLimits::of(&args, peers.len()),
     ));
     let lifecycle = Rc::new(Lifecycle::default());
     let shard = Rc::new(Shard::new(

@@ -325,6 +325,114 @@ fn a_timeout_above_the_maximum_is_refused() {
     );
 }
 
+/// What admin tools see (DescribeTransactions, ListTransactions,
+/// DescribeProducers, over raw requests: librdkafka has none of them):
+/// an open transaction with its partitions and where it starts on each,
+/// and after the commit, none.
+#[test]
+fn admin_apis_show_open_transactions() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{
+        DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest,
+        TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = DataDir::new("txn-admin");
+    let broker = Broker::start(dir.path(), 2, &[]);
+    create_topic(&broker, "adm", 2, &[]);
+    let p = txn_producer(&broker, "watched", &[]);
+    p.begin_transaction().unwrap();
+    send(&p, "adm", 0, 1);
+    send(&p, "adm", 1, 2);
+    p.flush(T).expect("flush");
+
+    let mut raw = crate::raw::RawClient::connect(broker.addr());
+    let describe = |raw: &mut crate::raw::RawClient| {
+        let ids = ["watched", "nobody"]
+            .map(|id| TransactionalId(StrBytes::from_static_str(id)))
+            .to_vec();
+        raw.call(
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(ids),
+        )
+        .transaction_states
+    };
+    let states = describe(&mut raw);
+    assert_eq!(states[0].error_code, 0);
+    assert_eq!(states[0].transaction_state.as_str(), "Ongoing");
+    assert_eq!(states[0].transaction_timeout_ms, 60_000);
+    assert!(states[0].transaction_start_time_ms > 0);
+    assert_eq!(states[0].topics.len(), 1);
+    assert_eq!(states[0].topics[0].partitions, [0, 1]);
+    assert_eq!(states[1].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+    let producer_id = states[0].producer_id;
+
+    let listed = raw.call(
+        1,
+        &ListTransactionsRequest::default()
+            .with_state_filters(vec![
+                StrBytes::from_static_str("Ongoing"),
+                StrBytes::from_static_str("Bogus"),
+            ])
+            .with_duration_filter(-1),
+    );
+    assert_eq!(listed.transaction_states.len(), 1);
+    assert_eq!(listed.transaction_states[0].producer_id, producer_id);
+    assert_eq!(listed.unknown_state_filters.len(), 1);
+
+    let producers = |raw: &mut crate::raw::RawClient| {
+        let topic = TopicRequest::default()
+            .with_name(crate::raw::topic_name("adm"))
+            .with_partition_indexes(vec![0, 1]);
+        raw.call(
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![topic]),
+        )
+        .topics
+        .remove(0)
+        .partitions
+    };
+    for partition in producers(&mut raw) {
+        assert_eq!(partition.error_code, 0);
+        let active = &partition.active_producers;
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(active[0].producer_id, producer_id);
+        assert_eq!(active[0].current_txn_start_offset, 0);
+    }
+
+    p.commit_transaction(T).expect("commit");
+    assert_eq!(
+        describe(&mut raw)[0].transaction_state.as_str(),
+        "CompleteCommit"
+    );
+    for partition in producers(&mut raw) {
+        assert_eq!(partition.active_producers[0].current_txn_start_offset, -1);
+    }
+}
+
+/// Transactional ids cost memory for as long as the broker runs: past
+/// `--max-transactional-ids` a new one is refused (and retried by the
+/// client until its timeout), while known ones keep working.
+#[test]
+fn transactional_ids_are_bounded() {
+    let dir = DataDir::new("txn-ids");
+    let broker = Broker::start(dir.path(), 1, &["--max-transactional-ids", "2"]);
+    create_topic(&broker, "ids", 1, &[]);
+    let first = txn_producer(&broker, "one", &[]);
+    let _second = txn_producer(&broker, "two", &[]);
+    let third: TxnProducer = client_config(&broker, &[("transactional.id", "three")])
+        .create()
+        .expect("producer");
+    assert!(third.init_transactions(Duration::from_secs(3)).is_err());
+    assert!(broker.log().contains("transactional id refused"));
+    first.begin_transaction().unwrap();
+    send(&first, "ids", 0, 1);
+    first
+        .commit_transaction(T)
+        .expect("a known id still commits");
+}
+
 /// The consume-transform-produce loop of one application instance.
 struct Transformer {
     producer: TxnProducer,

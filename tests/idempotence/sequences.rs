@@ -182,21 +182,49 @@ fn producer_ids_are_never_reused_after_kill9() {
     );
 }
 
+/// InitProducerId with a transactional id: the same producer id with a
+/// new epoch each time (fencing the older ones), KIP-360's recovery with
+/// the current id and epoch, an older epoch fenced (as INVALID_PRODUCER_EPOCH
+/// before v4), and Kafka's refusals of an empty id and a zero timeout.
 #[test]
-fn transactional_init_is_refused_as_when_transactions_are_unavailable() {
+fn transactional_init_bumps_the_epoch_and_fences() {
     let dir = DataDir::new("idem-txn");
     let broker = Broker::start(dir.path(), 1, &[]);
     let mut client = RawClient::connect(broker.addr());
-    let response = client.call(
-        INIT_V,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
-                kafka_protocol::protocol::StrBytes::from_static_str("txn-1"),
-            )))
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
+    let mut init = |version: i16, id: &'static str, timeout: i32, pid: i64, epoch: i16| {
+        let response = client.call(
+            version,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+                    kafka_protocol::protocol::StrBytes::from_static_str(id),
+                )))
+                .with_transaction_timeout_ms(timeout)
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+        );
+        (
+            response.error_code,
+            response.producer_id.0,
+            response.producer_epoch,
+        )
+    };
+    let (code, pid, epoch) = init(INIT_V, "txn-1", 60_000, -1, -1);
+    assert_eq!((code, epoch), (0, 0));
+    assert_eq!(init(INIT_V, "txn-1", 60_000, -1, -1), (0, pid, 1));
+    assert_eq!(init(INIT_V, "txn-1", 60_000, pid, 1), (0, pid, 2));
+    assert_eq!(init(4, "txn-1", 60_000, pid, 0).0, 90, "PRODUCER_FENCED");
+    assert_eq!(
+        init(3, "txn-1", 60_000, pid, 0).0,
+        47,
+        "INVALID_PRODUCER_EPOCH"
     );
-    assert_eq!(response.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
-    assert_eq!(response.producer_id.0, -1);
+    assert_eq!(init(INIT_V, "", 60_000, -1, -1).0, 42, "INVALID_REQUEST");
+    assert_eq!(
+        init(INIT_V, "txn-2", 0, -1, -1).0,
+        50,
+        "INVALID_TRANSACTION_TIMEOUT"
+    );
+    let (code, other, _) = init(INIT_V, "txn-2", 60_000, -1, -1);
+    assert_eq!(code, 0);
+    assert_ne!(other, pid, "another transactional id, another producer id");
 }

@@ -19,7 +19,7 @@
 pub mod service;
 pub mod state;
 
-pub use service::TxnService;
+pub use service::{TxnLimits, TxnService};
 pub use state::TxnCoordinator;
 
 use crate::shard_id::ShardId;

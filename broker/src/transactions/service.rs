@@ -45,7 +45,28 @@ pub struct TxnService {
     coordinator: RefCell<TxnCoordinator>,
     log: Rc<Log>,
     busy: Rc<RefCell<HashSet<String>>>,
-    max_timeout_ms: i32,
+    limits: TxnLimits,
+}
+
+/// What one shard's coordinator accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnLimits {
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i32,
+    /// Transactional ids it keeps state for: each costs memory for as
+    /// long as the broker runs, so new ones past it are refused.
+    pub max_ids: usize,
+}
+
+impl TxnLimits {
+    /// One shard's limits: `--transaction-max-timeout-ms`, and its share
+    /// of `--max-transactional-ids`.
+    pub fn of(args: &crate::config::ServeArgs, shards: usize) -> TxnLimits {
+        TxnLimits {
+            max_timeout_ms: args.transaction_max_timeout_ms,
+            max_ids: (args.max_transactional_ids / shards.max(1)).max(1),
+        }
+    }
 }
 
 impl crate::log::cleaner::WalUser for TxnService {
@@ -91,14 +112,13 @@ fn now_ms() -> i64 {
 }
 
 impl TxnService {
-    /// The coordinator rebuilt by recovery, writing through `log`;
-    /// `max_timeout_ms` is `transaction.max.timeout.ms`.
-    pub fn new(coordinator: TxnCoordinator, log: Rc<Log>, max_timeout_ms: i32) -> TxnService {
+    /// The coordinator rebuilt by recovery, writing through `log`.
+    pub fn new(coordinator: TxnCoordinator, log: Rc<Log>, limits: TxnLimits) -> TxnService {
         TxnService {
             coordinator: RefCell::new(coordinator),
             log,
             busy: Rc::default(),
-            max_timeout_ms,
+            limits,
         }
     }
 
@@ -181,13 +201,23 @@ impl TxnService {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), BrokerError> {
-        if timeout_ms <= 0 || timeout_ms > self.max_timeout_ms {
+        if timeout_ms <= 0 || timeout_ms > self.limits.max_timeout_ms {
             return Err(BrokerError::InvalidTransactionTimeout);
         }
         let _busy = self.lock(id)?;
         let Some(mut txn) = self.get(id) else {
             if expected.is_some() {
                 return Err(BrokerError::InvalidProducerIdMapping);
+            }
+            if self.coordinator.borrow().txns.len() >= self.limits.max_ids {
+                tracing::warn!(
+                    transactional_id = id,
+                    max = self.limits.max_ids,
+                    "transactional id refused: this shard keeps the most it may (--max-transactional-ids)"
+                );
+                return Err(BrokerError::CoordinatorNotAvailable(
+                    "too many transactional ids".into(),
+                ));
             }
             let producer_id = allocate_producer_id(shard).await?;
             self.write(Txn::empty(id, producer_id, 0, timeout_ms, now_ms()))
