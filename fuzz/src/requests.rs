@@ -140,6 +140,13 @@ fn build_once(
         ApiKey::DescribeGroups => encode(&describe_groups(v, k), v),
         ApiKey::DeleteGroups => encode(&delete_groups(k), v),
         ApiKey::OffsetDelete => encode(&offset_delete(cx, k), v),
+        ApiKey::AddPartitionsToTxn => encode(&add_partitions_to_txn(cx, k), v),
+        ApiKey::AddOffsetsToTxn => encode(&add_offsets_to_txn(cx, k), v),
+        ApiKey::EndTxn => encode(&end_txn(cx, k), v),
+        ApiKey::TxnOffsetCommit => encode(&txn_offset_commit(cx, v, k), v),
+        ApiKey::DescribeTransactions => encode(&describe_transactions(k), v),
+        ApiKey::ListTransactions => encode(&list_transactions(cx, v, k), v),
+        ApiKey::DescribeProducers => encode(&describe_producers(cx, k), v),
         other => Err(format!("no builder for {other:?}")),
     }?;
     Ok(Body {
@@ -299,7 +306,12 @@ fn records(cx: &Context, k: &mut Knobs) -> Option<Bytes> {
 
 fn produce(cx: &Context, v: i16, k: &mut Knobs) -> ProduceRequest {
     let mut r = ProduceRequest::default();
-    r.transactional_id = k.opt_string("transactional_id", None).map(TransactionalId);
+    // Mostly idempotent producers; now and then one of a few
+    // transactional ids (a bounded set: each is kept by the broker).
+    let txn = k.rng().chance(1, 4).then(|| txn_name(k));
+    r.transactional_id = k
+        .opt_string("transactional_id", txn.as_deref())
+        .map(TransactionalId);
     let acks = *k.rng().pick(&[1, -1]);
     r.acks = k.i16("acks", acks);
     r.timeout_ms = k.i32("timeout_ms", 5_000);
@@ -733,7 +745,12 @@ fn describe_cluster(v: i16, k: &mut Knobs) -> DescribeClusterRequest {
 
 fn init_producer_id(cx: &Context, v: i16, k: &mut Knobs) -> InitProducerIdRequest {
     let mut r = InitProducerIdRequest::default();
-    r.transactional_id = k.opt_string("transactional_id", None).map(TransactionalId);
+    // Mostly idempotent producers; now and then one of a few
+    // transactional ids (a bounded set: each is kept by the broker).
+    let txn = k.rng().chance(1, 4).then(|| txn_name(k));
+    r.transactional_id = k
+        .opt_string("transactional_id", txn.as_deref())
+        .map(TransactionalId);
     r.transaction_timeout_ms = k.i32("transaction_timeout_ms", 60_000);
     if v >= 3 {
         // A fresh producer, or the run's own bumping its epoch.
@@ -1027,6 +1044,132 @@ fn offset_delete(cx: &Context, k: &mut Knobs) -> OffsetDeleteRequest {
         })
         .collect();
     r.topics = k.dup("topics", topics);
+    r
+}
+
+/// One of a few transactional ids.
+fn txn_name(k: &mut Knobs) -> String {
+    format!("fz-t{}", k.rng().below(8))
+}
+
+fn transactional_id(k: &mut Knobs) -> TransactionalId {
+    let name = txn_name(k);
+    TransactionalId(k.string("transactional_id", &name))
+}
+
+/// The run's producer id and epoch (the broker may know them under a
+/// transactional id, or not).
+fn producer(cx: &Context, k: &mut Knobs) -> (ProducerId, i16) {
+    (
+        ProducerId(k.i64("producer_id", cx.producer_id)),
+        k.i16("producer_epoch", cx.producer_epoch),
+    )
+}
+
+fn add_partitions_to_txn(cx: &Context, k: &mut Knobs) -> AddPartitionsToTxnRequest {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let mut r = AddPartitionsToTxnRequest::default();
+    r.v3_and_below_transactional_id = transactional_id(k);
+    (r.v3_and_below_producer_id, r.v3_and_below_producer_epoch) = producer(cx, k);
+    let n = k.rng().below(2) as usize + 1;
+    let n = k.count("topics", n);
+    let topics = (0..n)
+        .map(|_| {
+            let t = topic(cx, k);
+            let mut at = AddPartitionsToTxnTopic::default();
+            at.name = k.topic("topic", &t.name);
+            let ps = vec![partition(k), partition(k)];
+            at.partitions = k.dup("partitions", ps);
+            at
+        })
+        .collect();
+    r.v3_and_below_topics = k.dup("topics", topics);
+    r
+}
+
+fn add_offsets_to_txn(cx: &Context, k: &mut Knobs) -> AddOffsetsToTxnRequest {
+    let mut r = AddOffsetsToTxnRequest::default();
+    r.transactional_id = transactional_id(k);
+    (r.producer_id, r.producer_epoch) = producer(cx, k);
+    r.group_id = group(k);
+    r
+}
+
+fn end_txn(cx: &Context, k: &mut Knobs) -> EndTxnRequest {
+    let mut r = EndTxnRequest::default();
+    r.transactional_id = transactional_id(k);
+    (r.producer_id, r.producer_epoch) = producer(cx, k);
+    let commit = k.rng().chance(1, 2);
+    r.committed = k.bool("committed", commit);
+    r
+}
+
+fn txn_offset_commit(cx: &Context, v: i16, k: &mut Knobs) -> TxnOffsetCommitRequest {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let mut r = TxnOffsetCommitRequest::default();
+    r.transactional_id = transactional_id(k);
+    (r.producer_id, r.producer_epoch) = producer(cx, k);
+    r.group_id = group(k);
+    if v >= 3 {
+        r.generation_id = k.i32("generation_id", -1);
+        r.member_id = k.string("member_id", "");
+        r.group_instance_id = k.opt_string("group_instance_id", None);
+    }
+    let t = topic(cx, k);
+    let mut ct = TxnOffsetCommitRequestTopic::default();
+    ct.name = k.topic("topic", &t.name);
+    let parts = (0..2)
+        .map(|_| {
+            let mut p = TxnOffsetCommitRequestPartition::default();
+            p.partition_index = partition(k);
+            let offset = k.rng().below(100) as i64;
+            p.committed_offset = k.i64("committed_offset", offset);
+            if v >= 2 {
+                p.committed_leader_epoch = k.i32("committed_leader_epoch", -1);
+            }
+            p.committed_metadata = k.opt_string("committed_metadata", Some(""));
+            p
+        })
+        .collect();
+    ct.partitions = k.dup("partitions", parts);
+    r.topics = k.dup("topics", vec![ct]);
+    r
+}
+
+fn describe_transactions(k: &mut Knobs) -> DescribeTransactionsRequest {
+    let mut r = DescribeTransactionsRequest::default();
+    let n = k.rng().below(3) as usize + 1;
+    let n = k.count("transactional_ids", n);
+    let ids = (0..n).map(|_| transactional_id(k)).collect();
+    r.transactional_ids = k.dup("transactional_ids", ids);
+    r
+}
+
+fn list_transactions(cx: &Context, v: i16, k: &mut Knobs) -> ListTransactionsRequest {
+    let mut r = ListTransactionsRequest::default();
+    if k.rng().chance(1, 2) {
+        r.state_filters = vec![k.string("state_filters", "Ongoing"), s("CompleteCommit")];
+    }
+    if k.rng().chance(1, 2) {
+        r.producer_id_filters = vec![ProducerId(k.i64("producer_id_filters", cx.producer_id))];
+    }
+    if v >= 1 {
+        r.duration_filter = k.i64("duration_filter", -1);
+    }
+    r
+}
+
+fn describe_producers(cx: &Context, k: &mut Knobs) -> DescribeProducersRequest {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let mut r = DescribeProducersRequest::default();
+    let t = topic(cx, k);
+    let mut dt = TopicRequest::default();
+    dt.name = k.topic("topic", &t.name);
+    let ps = vec![partition(k), partition(k)];
+    dt.partition_indexes = k.dup("partition_indexes", ps);
+    r.topics = k.dup("topics", vec![dt]);
     r
 }
 

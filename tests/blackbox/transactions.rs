@@ -134,6 +134,25 @@ fn commits_and_aborts_across_shards_as_read_committed_and_uncommitted_see_them()
     send(&p, "tx", 0, 3000);
     p.commit_transaction(T).expect("commit after a restart");
     assert!(all_ids(&ids(&broker, "tx", COMMITTED)).contains(&3000));
+
+    // `sluice wal inspect --frames` shows the markers, the transactional
+    // batches and the coordinator's records.
+    broker.sigterm();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["wal", "inspect", "--frames"])
+        .arg(dir.path())
+        .output()
+        .expect("run sluice wal inspect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "COMMIT marker of producer",
+        "ABORT marker of producer",
+        "transactional, producer",
+        "transaction basic producer",
+        "CompleteCommit",
+    ] {
+        assert!(text.contains(expected), "no '{expected}' in:\n{text}");
+    }
 }
 
 #[test]
