@@ -268,9 +268,7 @@ impl Transaction {
     ) -> Result<()> {
         match self.every {
             Some(n) if sent.is_multiple_of(n.max(1)) => {
-                producer
-                    .commit_transaction(Self::TIMEOUT)
-                    .map_err(|e| format!("commit_transaction: {e}"))?;
+                Self::commit(producer)?;
                 producer
                     .begin_transaction()
                     .map_err(|e| format!("begin_transaction: {e}"))?;
@@ -283,11 +281,25 @@ impl Transaction {
     /// Commits the last transaction (empty ones too: begin was called).
     fn finish<C: ProducerContext>(&self, producer: &ThreadedProducer<C>) -> Result<()> {
         if self.every.is_some() {
-            producer
-                .commit_transaction(Self::TIMEOUT)
-                .map_err(|e| format!("commit_transaction: {e}"))?;
+            Self::commit(producer)?;
         }
         Ok(())
+    }
+
+    /// Waits for every delivery report, then commits. The wait watches
+    /// the in-flight count while the producer's polling thread serves the
+    /// reports: rdkafka's `flush` (and so `commit_transaction` with
+    /// messages outstanding) competes with that thread for them and
+    /// sleeps 100 ms a round, and that sleep, not the broker, would set
+    /// the pace of transactions.
+    fn commit<C: ProducerContext>(producer: &ThreadedProducer<C>) -> Result<()> {
+        let deadline = Instant::now() + Self::TIMEOUT;
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        producer
+            .commit_transaction(Self::TIMEOUT)
+            .map_err(|e| format!("commit_transaction: {e}"))
     }
 }
 

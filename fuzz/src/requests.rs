@@ -1049,7 +1049,7 @@ fn offset_delete(cx: &Context, k: &mut Knobs) -> OffsetDeleteRequest {
 
 /// One of a few transactional ids.
 fn txn_name(k: &mut Knobs) -> String {
-    format!("fz-t{}", k.rng().below(8))
+    format!("fz-txn{}", k.rng().below(8))
 }
 
 fn transactional_id(k: &mut Knobs) -> TransactionalId {
