@@ -587,7 +587,7 @@ fn check_response(api: ApiKey, version: i16, frame: Vec<u8>) -> Result<(), Strin
         ($($variant:ident => $ty:ty),* $(,)?) => {
             match api {
                 $( ApiKey::$variant => <$ty>::decode(&mut b, version).map(|_| ()), )*
-                _ => Ok(()),
+                other => return Err(format!("no response decoder for {other:?}")),
             }
         };
     }
@@ -618,6 +618,13 @@ fn check_response(api: ApiKey, version: i16, frame: Vec<u8>) -> Result<(), Strin
         DescribeGroups => DescribeGroupsResponse,
         DeleteGroups => DeleteGroupsResponse,
         OffsetDelete => OffsetDeleteResponse,
+        AddPartitionsToTxn => AddPartitionsToTxnResponse,
+        AddOffsetsToTxn => AddOffsetsToTxnResponse,
+        EndTxn => EndTxnResponse,
+        TxnOffsetCommit => TxnOffsetCommitResponse,
+        DescribeTransactions => DescribeTransactionsResponse,
+        ListTransactions => ListTransactionsResponse,
+        DescribeProducers => DescribeProducersResponse,
     }
     .map_err(|e| format!("body: {e}"))?;
     if !b.is_empty() {

@@ -430,6 +430,61 @@ fn admin_apis_show_open_transactions() {
     }
 }
 
+/// A group id longer than a 15-bit length can carry, sent in
+/// TxnOffsetCommit or AddOffsetsToTxn, is refused (INVALID_GROUP_ID)
+/// instead of creating a group that ListGroups v0-2 can then no longer
+/// encode for anyone (found by the fuzzer: the connection of every
+/// ListGroups was closed).
+#[test]
+fn overlong_group_ids_in_transactions_are_refused() {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, GroupId, ListGroupsRequest, ProducerId, TransactionalId,
+        TxnOffsetCommitRequest,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = DataDir::new("txn-long-group");
+    let broker = Broker::start(dir.path(), 1, &[]);
+    create_topic(&broker, "lg", 1, &[]);
+    let long = GroupId(StrBytes::from_string("g".repeat(32_768)));
+    let mut raw = crate::raw::RawClient::connect(broker.addr());
+    let txn = TransactionalId(StrBytes::from_static_str("long-group"));
+    let partition = TxnOffsetCommitRequestPartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(1);
+    let topic = TxnOffsetCommitRequestTopic::default()
+        .with_name(crate::raw::topic_name("lg"))
+        .with_partitions(vec![partition]);
+    let commit = raw.call(
+        3,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(txn.clone())
+            .with_group_id(long.clone())
+            .with_producer_id(ProducerId(1))
+            .with_generation_id(-1)
+            .with_topics(vec![topic]),
+    );
+    assert_eq!(
+        commit.topics[0].partitions[0].error_code, 24,
+        "INVALID_GROUP_ID"
+    );
+    let add = raw.call(
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn)
+            .with_producer_id(ProducerId(1))
+            .with_group_id(long),
+    );
+    assert_eq!(add.error_code, 24, "INVALID_GROUP_ID");
+    for version in 0..=2 {
+        let listed = raw.call(version, &ListGroupsRequest::default());
+        assert_eq!(listed.error_code, 0);
+    }
+}
+
 /// Transactional ids cost memory for as long as the broker runs: past
 /// `--max-transactional-ids` a new one is refused (and retried by the
 /// client until its timeout), while known ones keep working.

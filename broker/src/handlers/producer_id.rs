@@ -10,9 +10,8 @@
 use sluice_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
-use sluice_protocol::kafka_protocol::ResponseError;
 
-use super::transactions::{code_for, on_txn_coordinator};
+use super::transactions::{code_for, on_txn_coordinator, transactional_id};
 use crate::context::RequestContext;
 use crate::transactions::service::allocate_producer_id;
 
@@ -32,16 +31,17 @@ pub async fn handle(
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch)
     };
-    let Some(id) = request.transactional_id.as_ref().map(|t| t.0.to_string()) else {
+    let Some(id) = request.transactional_id.as_ref() else {
         return match allocate_producer_id(&ctx.shard).await {
             Ok(id) => granted((id, 0)),
             Err(e) => refused(e.code()),
         };
     };
     // Kafka refuses an empty transactional id as an invalid request.
-    if id.is_empty() {
-        return refused(ResponseError::InvalidRequest.code());
-    }
+    let id = match transactional_id(id) {
+        Ok(id) => id,
+        Err(e) => return refused(e.code()),
+    };
     let timeout_ms = request.transaction_timeout_ms;
     let expected =
         (request.producer_id.0 >= 0).then_some((request.producer_id.0, request.producer_epoch));

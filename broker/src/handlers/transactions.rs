@@ -71,12 +71,29 @@ where
         .unwrap_or(Err(BrokerError::NotCoordinator))
 }
 
-/// A transactional id as the request carries it, refused when empty.
-fn transactional_id(id: &TransactionalId) -> Result<String, BrokerError> {
+/// Longest transactional id or group id kept: answers that carry them
+/// (ListGroups v0-2, DescribeGroups) encode them with a 15-bit length, so
+/// one longer name would break those answers for every client.
+const MAX_NAME: usize = i16::MAX as usize;
+
+/// A transactional id as the request carries it, refused when empty or
+/// too long.
+pub fn transactional_id(id: &TransactionalId) -> Result<String, BrokerError> {
     match id.0.as_str() {
         "" => Err(BrokerError::InvalidRequest("empty transactional id".into())),
+        id if id.len() > MAX_NAME => Err(BrokerError::InvalidRequest(
+            "transactional id longer than 32767 bytes".into(),
+        )),
         id => Ok(id.to_string()),
     }
+}
+
+/// A group id of a transaction, refused when empty or too long.
+fn group_id(group: &str) -> Result<String, BrokerError> {
+    if group.is_empty() || group.len() > MAX_NAME {
+        return Err(BrokerError::InvalidGroupId);
+    }
+    Ok(group.to_string())
 }
 
 /// AddPartitionsToTxn (v0-3: one transaction per request, as clients
@@ -138,11 +155,10 @@ pub async fn add_offsets(
 ) -> AddOffsetsToTxnResponse {
     let version = ctx.version();
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    let group = request.group_id.0.to_string();
-    let result = match transactional_id(&request.transactional_id) {
-        Err(e) => Err(e),
-        Ok(_) if group.is_empty() => Err(BrokerError::InvalidGroupId),
-        Ok(id) => {
+    let group = group_id(request.group_id.0.as_str());
+    let result = match (transactional_id(&request.transactional_id), group) {
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(id), Ok(group)) => {
             on_txn_coordinator(&ctx.shard, &id.clone(), move |s| async move {
                 s.transactions().add_offsets(&id, pid, epoch, group).await
             })
@@ -199,8 +215,8 @@ pub async fn txn_offset_commit(
             .map(|(_, ps)| vec![Err(e.clone()); ps.len()])
             .collect()
     };
-    let results = if group.is_empty() {
-        all(BrokerError::InvalidGroupId)
+    let results = if let Err(e) = group_id(&group) {
+        all(e)
     } else if let Err(e) = transactional_id(&request.transactional_id) {
         all(e)
     } else {

@@ -226,8 +226,10 @@ impl TxnService {
         };
         if let Some((pid, epoch)) = expected {
             // The current epoch, or the one before a bump by this
-            // coordinator (a timed-out transaction).
-            let known = pid == txn.producer_id && (epoch == txn.epoch || epoch == txn.epoch - 1);
+            // coordinator (a timed-out transaction, aborted since); not
+            // the one before a newer producer's, which fenced it.
+            let bumped = txn.state == TxnState::CompleteAbort && epoch == txn.epoch - 1;
+            let known = pid == txn.producer_id && (epoch == txn.epoch || bumped);
             if !known {
                 return Err(BrokerError::ProducerFenced);
             }
