@@ -82,17 +82,26 @@ fn kill9_at_random_moments_loses_no_acknowledged_frame() {
                 .spawn()
                 .unwrap();
             let stdout = child.stdout.take().unwrap();
+            let (first_ack, appending) = std::sync::mpsc::channel::<()>();
             let reader = std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if let Some(id) = line.strip_prefix("ACK ") {
+                        if acked.is_empty() {
+                            let _ = first_ack.send(());
+                        }
                         acked.push(id.parse::<u64>().unwrap());
                     }
                 }
                 acked
             });
-            std::thread::sleep(Duration::from_millis(rng.range(150, 900)));
+            // The kill lands at a random moment of appending: counted from
+            // the first acknowledgement, since starting the child (a
+            // process, an executor, the log) can take longer than the
+            // shortest wait on a loaded machine.
+            let _ = appending.recv_timeout(Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(rng.range(0, 750)));
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             let acked = reader.join().unwrap();

@@ -36,7 +36,7 @@ use sluice_protocol::kafka_protocol::messages::{
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::groups::service::OffsetCommit;
-use crate::handlers::groups::offsets::commit_topics;
+use crate::handlers::groups::offsets::{commit_topics, request_shape};
 use crate::log::PartitionKey;
 use crate::metadata::str_bytes;
 use crate::router::{partition_slot, scatter_slots};
@@ -199,16 +199,7 @@ pub async fn txn_offset_commit(
     let version = ctx.version();
     let group = request.group_id.0.to_string();
     let producer_id = request.producer_id.0;
-    let shape: Vec<(TopicName, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
+    let shape: Vec<(TopicName, Vec<i32>)> = request_shape!(request.topics);
     let all = |e: BrokerError| -> Vec<Vec<Result<(), BrokerError>>> {
         shape
             .iter()

@@ -53,6 +53,21 @@ macro_rules! commit_topics {
 }
 pub(crate) use commit_topics;
 
+/// Each topic of an OffsetCommit, TxnOffsetCommit or OffsetDelete request
+/// with its partition indexes, in request order: the shape of the answer.
+macro_rules! request_shape {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let partitions = t.partitions.iter().map(|p| p.partition_index);
+                (t.name.clone(), partitions.collect())
+            })
+            .collect()
+    };
+}
+pub(crate) use request_shape;
+
 /// A result per partition as error codes.
 fn codes(results: PartitionResults) -> Vec<Vec<i16>> {
     results
@@ -73,16 +88,7 @@ pub async fn offset_commit(
 ) -> OffsetCommitResponse {
     let group = text(&request.group_id.0);
     // Per partition in request order: the error code.
-    let shape: Vec<(TopicName, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
+    let shape: Vec<(TopicName, Vec<i32>)> = request_shape!(request.topics);
     let codes: Vec<Vec<i16>> = if group.is_empty() || group.len() > MAX_GROUP_ID {
         let code = BrokerError::InvalidGroupId.code();
         shape.iter().map(|(_, ps)| vec![code; ps.len()]).collect()
@@ -258,16 +264,7 @@ pub async fn offset_delete(
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = text(&request.group_id.0);
-    let shape: Vec<(TopicName, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
+    let shape: Vec<(TopicName, Vec<i32>)> = request_shape!(request.topics);
     let asked: Vec<(String, Vec<i32>)> = shape
         .iter()
         .map(|(name, partitions)| (name.0.to_string(), partitions.clone()))
