@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod admission;
 pub mod alloc;
+pub mod authorizer;
 pub mod checkpoint;
 pub mod config;
 pub mod connection;

@@ -1,8 +1,8 @@
 //! Independent admin clients against the real broker: `tests/clients/
 //! admin_configs.py` drives IncrementalAlterConfigs, AlterConfigs,
-//! DescribeConfigs and DeleteRecords through confluent-kafka (librdkafka's
-//! admin API) and DescribeLogDirs through kafka-python, then the overrides
-//! must survive `kill -9`.
+//! DescribeConfigs, DeleteRecords and authorized operations (KIP-430)
+//! through confluent-kafka (librdkafka's admin API) and DescribeLogDirs
+//! through kafka-python, then the overrides must survive `kill -9`.
 //!
 //! The clients live in a virtual environment (`.ci/run` makes it):
 //! `python3 -m venv target/pyenv && target/pyenv/bin/pip install -r

@@ -72,3 +72,47 @@ fn deleted_topic_stays_deleted_after_recovery() {
         &acked,
     );
 }
+
+/// KIP-430 without an authorizer: asked, Metadata (topics; the cluster up
+/// to v10) and DescribeGroups list every operation of the resource type,
+/// as Kafka does; not asked, the field says so (`i32::MIN`).
+#[test]
+fn authorized_operations_are_all_of_the_type_when_asked() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId, MetadataRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = crate::harness::DataDir::new("kip430");
+    let broker = crate::harness::Broker::start(dir.path(), 1, &[]);
+    crate::harness::create_topic(&broker, "ops", 1, &[]);
+    let mut raw = crate::raw::RawClient::connect(broker.addr());
+    let ask = |topics: bool, cluster: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(crate::raw::topic_name("ops")))
+            ]))
+            .with_include_topic_authorized_operations(topics)
+            .with_include_cluster_authorized_operations(cluster)
+    };
+    // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+    let topic_ops = [3, 4, 5, 6, 7, 8, 10, 11].iter().fold(0, |b, c| b | 1 << c);
+    // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE
+    let cluster_ops = [5, 7, 8, 9, 10, 11, 12].iter().fold(0, |b, c| b | 1 << c);
+    let asked = raw.call(10, &ask(true, true));
+    assert_eq!(asked.topics[0].topic_authorized_operations, topic_ops);
+    assert_eq!(asked.cluster_authorized_operations, cluster_ops);
+    let not_asked = raw.call(10, &ask(false, false));
+    assert_eq!(not_asked.topics[0].topic_authorized_operations, i32::MIN);
+    assert_eq!(not_asked.cluster_authorized_operations, i32::MIN);
+    let groups = raw.call(
+        5,
+        &DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g"))])
+            .with_include_authorized_operations(true),
+    );
+    // READ DELETE DESCRIBE
+    assert_eq!(
+        groups.groups[0].authorized_operations,
+        1 << 3 | 1 << 6 | 1 << 8
+    );
+}

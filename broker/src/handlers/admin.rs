@@ -202,10 +202,15 @@ pub async fn create_partitions(
 /// Answers DescribeCluster: this one broker, which is also the controller.
 pub fn describe_cluster(
     ctx: &RequestContext,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let (host, port) = ctx.shard.config().advertised();
+    let operations = crate::authorizer::authorized(
+        request.include_cluster_authorized_operations,
+        crate::authorizer::CLUSTER_OPERATIONS,
+    );
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(operations)
         .with_cluster_id(str_bytes(ctx.shard.cluster_id()))
         .with_controller_id(BrokerId(NODE_ID))
         .with_brokers(vec![DescribeClusterBroker::default()

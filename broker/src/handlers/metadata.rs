@@ -9,6 +9,7 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
+use crate::authorizer::{authorized, CLUSTER_OPERATIONS, TOPIC_OPERATIONS};
 use crate::context::RequestContext;
 use crate::controller::ensure_topics;
 use crate::handlers::NODE_ID;
@@ -73,10 +74,20 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                 .collect()
         }
     };
+    let topic_operations = authorized(
+        version >= 8 && request.include_topic_authorized_operations,
+        TOPIC_OPERATIONS,
+    );
+    if (8..=10).contains(&version) {
+        response.cluster_authorized_operations = authorized(
+            request.include_cluster_authorized_operations,
+            CLUSTER_OPERATIONS,
+        );
+    }
     response.topics = topics
         .into_iter()
         .map(|t| match t {
-            Ok(topic) => describe(&topic),
+            Ok(topic) => describe(&topic).with_topic_authorized_operations(topic_operations),
             Err((code, name, id)) => MetadataResponseTopic::default()
                 .with_error_code(code)
                 .with_name(name)

@@ -119,7 +119,11 @@ pub async fn describe_groups(
             Some(None) => DescribedGroup::default().with_group_state(str_bytes("Dead")),
             None => DescribedGroup::default().with_error_code(not_coordinator()),
         };
-        described.push(d.with_group_id(id));
+        let operations = crate::authorizer::authorized(
+            version >= 3 && request.include_authorized_operations,
+            crate::authorizer::GROUP_OPERATIONS,
+        );
+        described.push(d.with_group_id(id).with_authorized_operations(operations));
     }
     DescribeGroupsResponse::default().with_groups(described)
 }
