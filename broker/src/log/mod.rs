@@ -441,13 +441,7 @@ impl Log {
             .partitions
             .get_mut(&key)
             .ok_or_else(unknown_partition)?;
-        let known = state
-            .producers
-            .of_partition(&key)
-            .into_iter()
-            .find(|p| p.0 == pid)
-            .map(|p| p.1);
-        if known.is_some_and(|e| e > epoch) {
+        if state.producers.epoch(key, pid).is_some_and(|e| e > epoch) {
             return Err(BrokerError::InvalidProducerEpoch(format!(
                 "marker of producer {pid} epoch {epoch} is older than the partition's epoch"
             )));
@@ -499,7 +493,7 @@ impl Log {
     /// (see [`ReadRange::first_batch_always`]), from the fetch buffer or,
     /// chunk by chunk, from the WAL.
     pub async fn read(self: &Rc<Self>, range: ReadRange) -> Result<Fetched, BrokerError> {
-        let (high_watermark, last_stable_offset, log_start) = {
+        let (high_watermark, last_stable_offset, log_start, upper) = {
             let state = self.state.borrow();
             let p = state
                 .partitions
@@ -513,14 +507,8 @@ impl Log {
                 });
             }
             let stable = state.last_stable_offset(&range.key, p);
-            (p.high_watermark, stable, p.log_start)
-        };
-        // What this read may return: read_committed stops where the oldest
-        // open transaction starts.
-        let upper = if range.committed {
-            last_stable_offset
-        } else {
-            high_watermark
+            let upper = state.readable_end(&range.key, p, range.committed);
+            (p.high_watermark, stable, p.log_start, upper)
         };
         let mut batches: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
@@ -658,14 +646,10 @@ impl Log {
             let ready = {
                 let state = self.state.borrow();
                 waits.iter().any(|(key, seen)| {
-                    state.partitions.get(key).is_none_or(|p| {
-                        let visible = if committed {
-                            state.last_stable_offset(key, p)
-                        } else {
-                            p.high_watermark
-                        };
-                        visible > *seen
-                    })
+                    state
+                        .partitions
+                        .get(key)
+                        .is_none_or(|p| state.readable_end(key, p, committed) > *seen)
                 })
             };
             let now = Instant::now();
@@ -696,7 +680,7 @@ impl Log {
             .producers
             .of_partition(key)
             .into_iter()
-            .map(|(producer_id, epoch, last_sequence, _)| ProducerInfo {
+            .map(|(producer_id, epoch, last_sequence)| ProducerInfo {
                 producer_id,
                 epoch,
                 last_sequence,
@@ -874,11 +858,6 @@ impl Log {
     /// error poisons it for good).
     pub fn wal_failure(&self) -> impl std::future::Future<Output = String> {
         self.wal.failure()
-    }
-
-    /// Whether the WAL has failed (the process is about to stop).
-    pub fn wal_failed(&self) -> bool {
-        self.wal.has_failed()
     }
 
     /// Fails the WAL as a failed sync would (the `wal-fail` fail point).

@@ -191,23 +191,20 @@ impl ProducerStates {
         entry.last_seen = now;
     }
 
+    /// The epoch the partition `key` knows of producer `pid`, if any.
+    pub fn epoch(&self, key: PartitionKey, pid: i64) -> Option<i16> {
+        self.entries.get(&(pid, key)).map(|e| e.epoch)
+    }
+
     /// The epoch and last sequence known of each producer of `key`
-    /// (DescribeProducers): (producer id, epoch, last sequence, base
-    /// offset of its last batch).
-    pub fn of_partition(&self, key: &PartitionKey) -> Vec<(i64, i16, i32, i64)> {
+    /// (DescribeProducers): (producer id, epoch, last sequence), by
+    /// producer id.
+    pub fn of_partition(&self, key: &PartitionKey) -> Vec<(i64, i16, i32)> {
         let mut found: Vec<_> = self
             .entries
             .iter()
             .filter(|((_, k), _)| k == key)
-            .map(|((pid, _), e)| {
-                let last = e.batches.back();
-                (
-                    *pid,
-                    e.epoch,
-                    last.map_or(-1, |b| b.last_seq),
-                    last.map_or(-1, |b| b.base_offset),
-                )
-            })
+            .map(|((pid, _), e)| (*pid, e.epoch, e.batches.back().map_or(-1, |b| b.last_seq)))
             .collect();
         found.sort_unstable();
         found

@@ -139,6 +139,16 @@ impl LogState {
         }
     }
 
+    /// Where a read of `key` ends: read_committed stops at the last
+    /// stable offset, read_uncommitted at the high watermark.
+    pub fn readable_end(&self, key: &PartitionKey, p: &Partition, committed: bool) -> i64 {
+        if committed {
+            self.last_stable_offset(key, p)
+        } else {
+            p.high_watermark
+        }
+    }
+
     /// The last stable offset of `key`: the first offset of its oldest
     /// open transaction, else its high watermark.
     pub fn last_stable_offset(&self, key: &PartitionKey, p: &Partition) -> i64 {

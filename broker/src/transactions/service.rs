@@ -37,9 +37,6 @@ const RETRY: Duration = Duration::from_millis(100);
 /// The coordinator epoch markers carry: one node, one coordinator.
 const COORDINATOR_EPOCH: i32 = 0;
 
-/// A transaction as DescribeTransactions and ListTransactions show it.
-pub type TxnDescription = Txn;
-
 /// The transaction coordinator of one shard.
 pub struct TxnService {
     coordinator: RefCell<TxnCoordinator>,
@@ -494,11 +491,12 @@ impl TxnService {
         Ok(done)
     }
 
-    /// Waits before a retry; `Err` once the broker is stopping.
+    /// Waits before a retry; `Err` once the broker is stopping (a failed
+    /// WAL ends the process, so there is no retrying past one).
     async fn pause(&self, shard: &Rc<Shard>) -> Result<(), BrokerError> {
         let lifecycle = shard.lifecycle();
         let since = lifecycle.shutdown.generation();
-        if shard.log().wal_failed() || lifecycle.sleep_or_shutdown(RETRY, since).await {
+        if lifecycle.sleep_or_shutdown(RETRY, since).await {
             return Err(BrokerError::ShuttingDown);
         }
         Ok(())
