@@ -96,12 +96,13 @@ fn kill9_at_random_moments_loses_no_acknowledged_frame() {
                 }
                 acked
             });
-            // The kill lands at a random moment of appending: counted from
-            // the first acknowledgement, since starting the child (a
-            // process, an executor, the log) can take longer than the
-            // shortest wait on a loaded machine.
+            // The kill lands at a random moment of appending, 150-900 ms
+            // in (long enough to roll segments): counted from the first
+            // acknowledgement, since starting the child (a process, an
+            // executor, the log) can take longer than that on a loaded
+            // machine.
             let _ = appending.recv_timeout(Duration::from_secs(30));
-            std::thread::sleep(Duration::from_millis(rng.range(0, 750)));
+            std::thread::sleep(Duration::from_millis(rng.range(150, 900)));
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
             let acked = reader.join().unwrap();
