@@ -20,6 +20,48 @@ pub struct ServeArgs {
     /// Address clients are told to connect to (default: the listen address).
     #[arg(long)]
     pub advertised_listener: Option<String>,
+    /// Listeners, Kafka's way: `NAME://host:port,...`, each NAME a
+    /// security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or
+    /// mapped to one by --listener-security-protocol-map. Replaces
+    /// --listen and --advertised-listener when given.
+    #[arg(long)]
+    pub listeners: Option<String>,
+    /// `NAME://host:port,...`: the address clients are told to use for
+    /// each listener (default: the address it binds).
+    #[arg(long)]
+    pub advertised_listeners: Option<String>,
+    /// `NAME:PROTOCOL,...` for listeners whose name is no protocol.
+    #[arg(long)]
+    pub listener_security_protocol_map: Option<String>,
+    /// The broker's TLS certificate chain (PEM), for SSL and SASL_SSL
+    /// listeners. Read again on SIGHUP, with the key and client CA.
+    #[arg(long)]
+    pub ssl_certificate: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    pub ssl_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to;
+    /// needed for --ssl-client-auth requested or required.
+    #[arg(long)]
+    pub ssl_client_ca: Option<PathBuf>,
+    /// Client certificates (Kafka's ssl.client.auth): none, requested
+    /// (checked when given) or required. The certificate's subject is the
+    /// principal of an SSL listener's connection.
+    #[arg(long, default_value = "none")]
+    pub ssl_client_auth: String,
+    /// SASL mechanisms offered on SASL listeners (Kafka's
+    /// sasl.enabled.mechanisms).
+    #[arg(long, default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512")]
+    pub sasl_enabled_mechanisms: String,
+    /// A failed authentication is answered this much later, then the
+    /// connection closed (Kafka's connection.failed.authentication.delay.ms).
+    #[arg(long, default_value_t = 100)]
+    pub connection_failed_authentication_delay_ms: u64,
+    /// SASL sessions last this long; clients re-authenticate before then
+    /// (KIP-368) or their connection is closed. 0: for ever (Kafka's
+    /// connections.max.reauth.ms).
+    #[arg(long, default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
     /// Data directory (metadata and one WAL per shard).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,

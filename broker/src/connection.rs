@@ -15,12 +15,11 @@
 //! closed.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 use sluice_protocol::{frame, header, versions, ProtocolError, Request};
@@ -70,17 +69,22 @@ const FETCHES_PER_CONNECTION: u64 = 4;
 const FETCH_KEY: [u8; 2] = 1i16.to_be_bytes();
 
 /// Serves one connection until the client closes it, sends garbage or
-/// stays idle too long.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let session = Rc::new(Session::new(stream.peer_addr().ok()));
+/// stays idle too long. `stream` is the socket or its TLS session; the
+/// socket's options (no delay, the idle timeout) are set already.
+///
+/// Until the session is authenticated (SASL listeners), only ApiVersions
+/// and the SASL requests are served, one at a time, each at most
+/// [`MAX_UNAUTHENTICATED_FRAME`] bytes; anything else closes the
+/// connection. SASL requests are always handled one at a time, so a
+/// re-authentication (KIP-368) sees the requests before it answered.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, session: Rc<Session>)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let peer = session.peer_text();
-    let _ = stream.set_nodelay(true);
-    let idle = Duration::from_millis(shard.config().connections_max_idle_ms.max(1));
-    let _ = stream.set_read_timeout(Some(idle));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (queue, responses) = local_channel::new_bounded::<Response>(MAX_PIPELINED);
     let writer = glommio::spawn_local(write_responses(responses, writer)).detach();
-    let max_frame = shard.config().max_request_bytes;
     let mut buf = ReadBuffer::new();
     // The connection's own limit works as the shard's budget does.
     let in_flight = MemoryBudget::new(MAX_IN_FLIGHT_BYTES);
@@ -90,7 +94,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // its body was read.
     let mut reserved_frame: Option<Reservation> = None;
     'conn: loop {
+        let mut authenticated = session.auth.borrow().authenticated(Instant::now());
         loop {
+            let max_frame = max_frame(&shard, authenticated);
             let frame = match buf.split_frame(max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -99,6 +105,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     break 'conn;
                 }
             };
+            let key = frame
+                .get(..2)
+                .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+            let sasl = key == SASL_HANDSHAKE || key == SASL_AUTHENTICATE;
+            if !authenticated && !sasl && key != API_VERSIONS {
+                let expired = session.auth.borrow().principal().is_some();
+                tracing::warn!(
+                    peer,
+                    listener = session.listener.name,
+                    api_key = key,
+                    "closing connection: {}",
+                    if expired {
+                        "the SASL session expired without re-authentication"
+                    } else {
+                        "a request other than ApiVersions or SASL before authentication"
+                    }
+                );
+                break 'conn;
+            }
             let held = in_flight.reserve(frame.len()).await;
             let budget = match reserved_frame.take() {
                 Some(reserved) => reserved,
@@ -114,16 +139,32 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             };
             let request = (held, budget);
             let dispatched = dispatch(&shard, &session, &peer, frame, request, fetch_slot);
-            let Some(response) = dispatched.await else {
+            let Some(mut response) = dispatched.await else {
                 break 'conn;
             };
+            let one_at_a_time = sasl || !authenticated;
+            if one_at_a_time {
+                // Answered before the next request is even read.
+                let Some(answer) = response.await else {
+                    break 'conn;
+                };
+                response = glommio::spawn_local(async move { answer }).detach();
+            }
             if queue.send(response).await.is_err() {
                 break 'conn;
+            }
+            if one_at_a_time {
+                if session.auth.borrow().failed {
+                    // The failure's answer is the last one written.
+                    linger(&mut reader).await;
+                    break 'conn;
+                }
+                authenticated = session.auth.borrow().authenticated(Instant::now());
             }
         }
         // Room for at least what the pending frame still needs, in one read.
         let data = buf.data();
-        let want = match frame::check(data, max_frame) {
+        let want = match frame::check(data, max_frame(&shard, authenticated)) {
             Ok(None) if data.len() >= frame::SIZE_PREFIX => {
                 let size = i32::from_be_bytes([data[0], data[1], data[2], data[3]]).max(0) as usize;
                 if size > READ_CHUNK && reserved_frame.is_none() {
@@ -152,6 +193,40 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     drop(queue);
     let _ = writer.await;
 }
+
+/// How long a connection whose authentication failed is kept open for the
+/// client to read the answer and close it first.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops what the client still sends until it closes, for at
+/// most [`LINGER`]: the failure's answer is being written meanwhile, and a
+/// client that sees the connection end before it reads the answer (some
+/// do when the answer and the end arrive together) would only report a
+/// lost connection, not SASL_AUTHENTICATION_FAILED.
+async fn linger<R: futures_lite::AsyncRead + Unpin>(reader: &mut R) {
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER)).await;
+}
+
+/// The largest request frame of a connection: `--max-request-bytes` once
+/// authenticated, Kafka's 512 KiB SASL limit before.
+fn max_frame(shard: &Shard, authenticated: bool) -> usize {
+    let max = shard.config().max_request_bytes;
+    if authenticated {
+        max
+    } else {
+        max.min(MAX_UNAUTHENTICATED_FRAME)
+    }
+}
+
+/// Largest request before authentication (Kafka's sasl.server.max.receive.size).
+pub const MAX_UNAUTHENTICATED_FRAME: usize = 512 * 1024;
+const API_VERSIONS: i16 = 18;
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_AUTHENTICATE: i16 = 36;
 
 /// Starts handling one request frame, which keeps `holding` until its
 /// response is written; `None` closes the connection. An answer that can
@@ -255,9 +330,9 @@ async fn dispatch(
     }
 }
 
-async fn write_responses(
+async fn write_responses<S: futures_lite::AsyncWrite + Unpin>(
     responses: LocalReceiver<Response>,
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    mut writer: futures_lite::io::WriteHalf<S>,
 ) {
     while let Some(response) = responses.recv().await {
         // `_held` goes once the response is written.

@@ -105,6 +105,18 @@ pub enum BrokerError {
     OffsetMetadataTooLarge,
     /// The group has `--group-max-size` members already.
     GroupMaxSizeReached,
+    /// A credential, ACL or other resource that does not exist.
+    ResourceNotFound(String),
+    /// The same resource twice in one request.
+    DuplicateResource(String),
+    /// A credential the broker does not accept (iterations, empty user).
+    UnacceptableCredential(String),
+    /// A SASL mechanism the broker does not offer.
+    UnsupportedSaslMechanism(String),
+    /// A SASL request at a moment the exchange does not expect it.
+    IllegalSaslState(String),
+    /// Wrong credentials, unknown user or a broken exchange.
+    SaslAuthenticationFailed(String),
 }
 
 impl BrokerError {
@@ -150,6 +162,12 @@ impl BrokerError {
             E::NonEmptyGroup => ResponseError::NonEmptyGroup,
             E::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
             E::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+            E::ResourceNotFound(_) => ResponseError::ResourceNotFound,
+            E::DuplicateResource(_) => ResponseError::DuplicateResource,
+            E::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
+            E::UnsupportedSaslMechanism(_) => ResponseError::UnsupportedSaslMechanism,
+            E::IllegalSaslState(_) => ResponseError::IllegalSaslState,
+            E::SaslAuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
         };
         e.code()
     }
@@ -176,7 +194,13 @@ impl fmt::Display for BrokerError {
             | E::InvalidPartitions(why)
             | E::InvalidReplicationFactor(why)
             | E::InvalidConfig(why)
-            | E::CoordinatorNotAvailable(why) => f.write_str(why),
+            | E::CoordinatorNotAvailable(why)
+            | E::ResourceNotFound(why)
+            | E::DuplicateResource(why)
+            | E::UnacceptableCredential(why)
+            | E::UnsupportedSaslMechanism(why)
+            | E::IllegalSaslState(why)
+            | E::SaslAuthenticationFailed(why) => f.write_str(why),
             E::UnknownTopicId => f.write_str("unknown topic id"),
             E::InvalidRequiredAcks(acks) => write!(f, "acks must be -1, 0 or 1, got {acks}"),
             E::MessageTooLarge { size, max } => {

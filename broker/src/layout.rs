@@ -4,6 +4,7 @@
 //! DIR/cluster            shard count and cluster id, written once
 //! DIR/topics             topics, their ids, partition -> shard, configs
 //! DIR/producer_ids       the first producer id not yet handed out
+//! DIR/security.json      SCRAM credentials (salted and hashed)
 //! DIR/lock               held (flock) by the broker using the directory
 //! DIR/shard-N/wal/       shard N's WAL segments (wal-core)
 //! ```
@@ -20,6 +21,8 @@ use crate::shard_id::ShardId;
 pub const CLUSTER_FILE: &str = "cluster";
 /// The topics (see `metadata`).
 pub const TOPICS_FILE: &str = "topics";
+/// SCRAM credentials (see `security::store`).
+pub const SECURITY_FILE: &str = "security.json";
 /// The producer-id counter (see `controller::producer_ids`).
 pub const PRODUCER_IDS_FILE: &str = "producer_ids";
 

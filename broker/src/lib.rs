@@ -9,8 +9,10 @@
 //! handler (`handlers`, one file per API family) with a `context`; handlers
 //! split the work by owning shard (`router`) and call the owners there.
 //! Topic metadata is changed by shard 0 (`controller`, `metadata`) and
-//! published to every shard as an immutable snapshot. Errors are one type
-//! (`error`), mapped to Kafka codes in one place.
+//! published to every shard as an immutable snapshot; so are the SCRAM
+//! credentials (`security`), which authenticate connections on SASL
+//! listeners (`listeners`). Errors are one type (`error`), mapped to Kafka
+//! codes in one place.
 
 pub mod admin;
 pub mod admission;
@@ -29,6 +31,7 @@ pub mod handlers;
 pub mod inspect;
 pub mod layout;
 pub mod lifecycle;
+pub mod listeners;
 pub mod log;
 pub mod logging;
 pub mod memory;
@@ -39,6 +42,7 @@ pub mod notify;
 pub mod record_stream;
 pub mod recovery;
 pub mod router;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod shard_id;

@@ -32,6 +32,11 @@ enum Command {
     /// Topics, groups and the cluster of a running broker (any
     /// Kafka-compatible one), through the Kafka protocol.
     Admin(Box<sluice::admin::AdminArgs>),
+    /// Sets a user's SCRAM credentials in the data directory of a broker
+    /// that is not running: the first user, before any client can
+    /// authenticate to add others (AlterUserScramCredentials). Only the
+    /// salted and hashed credential is stored.
+    ScramCredential(Box<ScramCredentialArgs>),
     /// Tools that read the write-ahead log directly.
     Wal {
         #[command(subcommand)]
@@ -50,6 +55,55 @@ enum WalCommand {
         #[arg(long)]
         frames: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct ScramCredentialArgs {
+    /// The broker's data directory.
+    #[arg(long, default_value = "data")]
+    data_dir: std::path::PathBuf,
+    /// The user.
+    #[arg(long)]
+    user: String,
+    /// A file whose first line is the password (a password on the command
+    /// line would show in the process list and shell history).
+    #[arg(long)]
+    password_file: std::path::PathBuf,
+    /// The mechanisms to set: SCRAM-SHA-256, SCRAM-SHA-512 or both.
+    #[arg(long, default_value = "SCRAM-SHA-256,SCRAM-SHA-512")]
+    mechanisms: String,
+    /// PBKDF2 iterations (4096 to 16384).
+    #[arg(long, default_value_t = 8192)]
+    iterations: u32,
+}
+
+fn scram_credential(args: &ScramCredentialArgs) -> Result<(), String> {
+    use sluice::security::scram::Mechanism;
+    let text = std::fs::read_to_string(&args.password_file)
+        .map_err(|e| format!("reading {}: {e}", args.password_file.display()))?;
+    let password = text.lines().next().unwrap_or("");
+    let mechanisms = args
+        .mechanisms
+        .split(',')
+        .map(|m| {
+            Mechanism::from_name(m.trim())
+                .ok_or_else(|| format!("'{m}' is not SCRAM-SHA-256 or SCRAM-SHA-512"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    sluice::security::bootstrap(
+        &args.data_dir,
+        &args.user,
+        password,
+        &mechanisms,
+        args.iterations,
+    )?;
+    eprintln!(
+        "SCRAM credentials of user '{}' set ({}) in {}",
+        args.user,
+        args.mechanisms,
+        args.data_dir.display()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -80,6 +134,7 @@ fn main() -> ExitCode {
             sluice::server::serve(*args)
         }
         Command::Admin(args) => sluice::admin::run(&args),
+        Command::ScramCredential(args) => scram_credential(&args),
         Command::Wal {
             command: WalCommand::Inspect { dir, frames },
         } => sluice::inspect::inspect(&dir, frames),

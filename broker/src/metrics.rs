@@ -70,6 +70,8 @@ pub struct ShardMetrics {
     /// Seconds the executor ran tasks, and tasks run, so far (glommio
     /// hands them out as deltas).
     busy: Cell<(f64, u64)>,
+    /// Failed authentications: SASL exchanges and TLS handshakes.
+    failed_authentications: Cell<u64>,
 }
 
 impl ShardMetrics {
@@ -112,6 +114,17 @@ impl ShardMetrics {
     /// Every API's counters so far.
     pub fn apis(&self) -> BTreeMap<i16, ApiStats> {
         self.apis.borrow().clone()
+    }
+
+    /// Counts a failed authentication (SASL or a TLS handshake).
+    pub fn failed_authentication(&self) {
+        self.failed_authentications
+            .set(self.failed_authentications.get() + 1);
+    }
+
+    /// Failed authentications so far.
+    pub fn failed_authentications(&self) -> u64 {
+        self.failed_authentications.get()
     }
 
     /// Counts a call to shard `target` answered `started` after it was sent.
@@ -269,6 +282,8 @@ pub struct ShardReport {
     pub fetch_buffer_misses: u64,
     /// Index chunks read from the WAL for fetches.
     pub chunk_reads: u64,
+    /// Failed authentications (SASL and TLS handshakes).
+    pub failed_authentications: u64,
     /// Its partitions.
     pub partitions: Vec<PartitionReport>,
     /// The groups it coordinates.
@@ -363,6 +378,7 @@ impl ShardReport {
             fetch_buffer_hits: hits,
             fetch_buffer_misses: misses,
             chunk_reads,
+            failed_authentications: shard.metrics().failed_authentications(),
             partitions: log.partition_reports(&metadata),
             groups: shard.groups().reports(),
             producers: log.producer_count(),

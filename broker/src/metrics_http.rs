@@ -475,6 +475,12 @@ impl Collector for Scrape {
             "Index chunks read from the WAL by fetches (one read each).",
             &per_shard(shards, |r| r.chunk_reads),
         )?;
+        counter(
+            &mut e,
+            "sluice_failed_authentications",
+            "Failed authentications: SASL exchanges and TLS handshakes.",
+            &per_shard(shards, |r| r.failed_authentications),
+        )?;
 
         // Shard state.
         gauge(

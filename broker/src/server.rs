@@ -11,18 +11,23 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::admission::ConnectionGate;
 use crate::config::ServeArgs;
+use crate::context::Session;
 use crate::crash::{self, FailPoint};
 use crate::groups::service::GroupLimits;
 use crate::groups::GroupService;
 use crate::layout::{self, CLUSTER_FILE};
 use crate::lifecycle::Lifecycle;
+use crate::listeners::Listener;
 use crate::log::cleaner::WalUser;
 use crate::log::retention::Retention;
 use crate::log::Log;
 use crate::metadata::{self, Metadata};
+use crate::security::sasl::ANONYMOUS;
+use crate::security::store::Store;
 use crate::shard::{Job, Shard, ShardOwners};
 use crate::shard_id::ShardId;
 use crate::transactions::{TxnLimits, TxnService};
+use futures_rustls::TlsAcceptor;
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs) -> Result<(), String> {
@@ -35,7 +40,25 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     let _lock = layout::lock_data_dir(&args.data_dir)?;
     let (shards, cluster_id) = cluster_identity(&args)?;
     let metadata = Arc::new(metadata::load(&args.data_dir, shards)?);
-    refuse_address_in_use(&args)?;
+    let security = Arc::new(crate::security::store::load(&args.data_dir)?);
+    let listeners: Vec<Arc<Listener>> = crate::listeners::of(&args)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    crate::security::sasl::enabled(&args.sasl_enabled_mechanisms)?;
+    let tls = crate::security::tls::acceptor(&args)?;
+    if let Some(l) = listeners.iter().find(|l| l.protocol.tls()) {
+        if tls.is_none() {
+            return Err(format!(
+                "listener {} uses {}: it needs --ssl-certificate and --ssl-key",
+                l.name,
+                l.protocol.name()
+            ));
+        }
+    }
+    for l in &listeners {
+        refuse_address_in_use(l.bind)?;
+    }
     let fail_point = crate::crash::FailPoint::from_env()?;
     let gate = ConnectionGate::new(args.max_connections, args.max_connections_per_ip);
     let signals = block_shutdown_signals();
@@ -68,7 +91,8 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
     for (id, (_, rx)) in channels.into_iter().enumerate() {
         let (args, cluster_id, metadata) = (args.clone(), cluster_id.clone(), metadata.clone());
         let (peers, ready, exited) = (senders.clone(), ready_tx.clone(), exited.clone());
-        let gate = gate.clone();
+        let (gate, security, tls) = (gate.clone(), security.clone(), tls.clone());
+        let listeners = listeners.clone();
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(id % cpus))
             .name(&format!("shard-{id}"))
             .io_memory(args.io_memory_mib << 20);
@@ -82,6 +106,9 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
                     args,
                     cluster_id,
                     metadata,
+                    security,
+                    tls,
+                    listeners,
                     jobs: rx,
                     peers,
                     gate,
@@ -114,16 +141,26 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     if failure.is_none() {
+        let listening: Vec<String> = listeners
+            .iter()
+            .map(|l| match l.protocol.name() {
+                same if same == l.name => format!("{} ({same})", l.bind),
+                protocol => format!("{} ({}: {protocol})", l.bind, l.name),
+            })
+            .collect();
         eprintln!(
             "sluice ready: listening on {} with {shards} shard(s), data in {}",
-            args.listen,
+            listening.join(", "),
             args.data_dir.display()
         );
-        tracing::info!(listen = %args.listen, shards, "ready");
+        tracing::info!(listen = %listening.join(", "), shards, "ready");
         is_ready.store(true, Ordering::SeqCst);
         // Until a signal arrives or a shard dies on its own.
         loop {
-            if let Some(signal) = wait_signal(&signals, Duration::from_millis(200)) {
+            let signal = wait_signal(&signals, Duration::from_millis(200));
+            if signal == Some("SIGHUP") {
+                reload_tls(&args, &senders);
+            } else if let Some(signal) = signal {
                 tracing::info!(
                     signal,
                     "shutting down: draining requests and syncing the WAL"
@@ -169,6 +206,12 @@ struct ShardStart {
     args: Arc<ServeArgs>,
     cluster_id: Arc<str>,
     metadata: Arc<Metadata>,
+    /// The SCRAM credentials.
+    security: Arc<Store>,
+    /// The TLS configuration of SSL and SASL_SSL listeners.
+    tls: Option<TlsAcceptor>,
+    /// Every listener, each bound by every shard.
+    listeners: Vec<Arc<Listener>>,
     /// Calls from other shards to this one.
     jobs: flume::Receiver<Job>,
     /// Every shard's call queue, this one's included.
@@ -187,6 +230,9 @@ async fn run_shard(
         args,
         cluster_id,
         metadata,
+        security,
+        tls,
+        listeners,
         jobs,
         peers,
         gate,
@@ -231,6 +277,8 @@ async fn run_shard(
     glommio::spawn_local(expire_producers(shard.clone())).detach();
     glommio::spawn_local(maintain_log(shard.clone())).detach();
     shard.apply_metadata(metadata);
+    shard.apply_security(security);
+    shard.apply_tls(tls);
 
     let runner = shard.clone();
     let jobs_done = glommio::spawn_local(async move {
@@ -264,17 +312,46 @@ async fn run_shard(
     })
     .detach();
 
-    let listener = glommio::net::TcpListener::bind(args.listen)
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let mut bound = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let socket = glommio::net::TcpListener::bind(listener.bind)
+            .map_err(|e| format!("listening on {} ({}): {e}", listener.bind, listener.name))?;
+        bound.push((listener, socket));
+    }
     let _ = ready.send(Ok(()));
     glommio::spawn_local(stop_on_wal_failure(shard.clone())).detach();
     if let Some(fail_point) = fail_point {
         glommio::spawn_local(inject(shard.clone(), fail_point)).detach();
     }
+    let accepting: Vec<_> = bound
+        .into_iter()
+        .map(|(listener, socket)| {
+            glommio::spawn_local(accept(shard.clone(), listener, socket, gate.clone())).detach()
+        })
+        .collect();
+    for done in accepting {
+        let _ = done.await;
+    }
+    drain(&shard).await;
+    lifecycle.stopped.notify();
+    let _ = jobs_done.await;
+    // Calls from other shards that are running here must finish: a task
+    // left on a stopped executor would never answer its caller.
+    wait_until_idle(&lifecycle, || lifecycle.active_jobs.get() == 0).await;
+    Ok(())
+}
 
+/// Accepts the connections of one listener until shutdown.
+async fn accept(
+    shard: Rc<Shard>,
+    listener: Arc<Listener>,
+    socket: glommio::net::TcpListener,
+    gate: Arc<ConnectionGate>,
+) {
+    let lifecycle = shard.lifecycle().clone();
     let stop = lifecycle.shutdown.generation();
     loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+        let accepted = futures_lite::future::or(async { Some(socket.accept().await) }, async {
             lifecycle.shutdown.changed(stop).await;
             None
         })
@@ -283,9 +360,9 @@ async fn run_shard(
             None => break,
             Some(Ok(stream)) => match gate.admit(stream.peer_addr().ok()) {
                 Ok(admitted) => {
-                    let shard = shard.clone();
+                    let (shard, listener) = (shard.clone(), listener.clone());
                     glommio::spawn_local(async move {
-                        crate::connection::serve(shard, stream).await;
+                        connect(shard, listener, stream).await;
                         drop(admitted);
                     })
                     .detach();
@@ -300,19 +377,89 @@ async fn run_shard(
                 }
             },
             Some(Err(e)) => {
-                tracing::warn!(shard = id.index(), error = %e, "accept failed");
+                tracing::warn!(shard = %shard.id(), error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
     }
-    drop(listener);
-    drain(&shard).await;
-    lifecycle.stopped.notify();
-    let _ = jobs_done.await;
-    // Calls from other shards that are running here must finish: a task
-    // left on a stopped executor would never answer its caller.
-    wait_until_idle(&lifecycle, || lifecycle.active_jobs.get() == 0).await;
-    Ok(())
+}
+
+/// How long a client has for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sets up one accepted connection (its TLS session on SSL listeners, its
+/// principal) and serves it.
+async fn connect(shard: Rc<Shard>, listener: Arc<Listener>, stream: glommio::net::TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let idle = Duration::from_millis(shard.config().connections_max_idle_ms.max(1));
+    let _ = stream.set_read_timeout(Some(idle));
+    let sasl = listener.protocol.sasl();
+    if !listener.protocol.tls() {
+        let principal = (!sasl).then(|| ANONYMOUS.to_string());
+        let session = Rc::new(Session::new(peer, listener, principal));
+        return crate::connection::serve(shard, stream, session).await;
+    }
+    let Some(acceptor) = shard.tls() else {
+        return;
+    };
+    let handshake =
+        futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+            glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
+            None
+        })
+        .await;
+    let peer_text = peer.map(|a| a.to_string()).unwrap_or_default();
+    let tls = match handshake {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => {
+            shard.metrics().failed_authentication();
+            tracing::warn!(peer = peer_text, listener = listener.name, error = %e, "TLS handshake failed");
+            return;
+        }
+        None => {
+            shard.metrics().failed_authentication();
+            tracing::warn!(
+                peer = peer_text,
+                listener = listener.name,
+                "TLS handshake timed out"
+            );
+            return;
+        }
+    };
+    let principal = if sasl {
+        None
+    } else {
+        let certificate = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        Some(
+            certificate
+                .and_then(|c| crate::security::tls::principal_of(c))
+                .unwrap_or_else(|| ANONYMOUS.to_string()),
+        )
+    };
+    let session = Rc::new(Session::new(peer, listener, principal));
+    crate::connection::serve(shard, tls, session).await;
+}
+
+/// SIGHUP: reads the TLS certificate, key and client CA again and hands
+/// them to every shard for new connections. A set that does not load is
+/// logged and the old one kept.
+fn reload_tls(args: &ServeArgs, shards: &[flume::Sender<Job>]) {
+    match crate::security::tls::acceptor(args) {
+        Ok(tls) => {
+            for tx in shards {
+                let tls = tls.clone();
+                let _ = tx.send(Box::new(move |shard: Rc<Shard>| {
+                    Box::pin(async move { shard.apply_tls(tls) })
+                }));
+            }
+            tracing::info!("SIGHUP: TLS certificate and key reloaded");
+        }
+        Err(e) => tracing::error!(
+            error = e,
+            "SIGHUP: TLS reload failed; the old certificate stays"
+        ),
+    }
 }
 
 /// A failed WAL write or sync poisons the log for good: the shard could
@@ -478,8 +625,8 @@ async fn wait_until_idle(lifecycle: &Lifecycle, idle: impl Fn() -> bool) {
 /// a supervisor may restart it within that window. So an address that
 /// accepts is probed again until [`ADDRESS_RELEASE_WAIT`]: a dead
 /// process's sockets go away, a live process's stay.
-fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
-    let mut probe = args.listen;
+fn refuse_address_in_use(address: std::net::SocketAddr) -> Result<(), String> {
+    let mut probe = address;
     if probe.ip().is_unspecified() {
         probe.set_ip(match probe {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
@@ -490,8 +637,7 @@ fn refuse_address_in_use(args: &ServeArgs) -> Result<(), String> {
     while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)).is_ok() {
         if std::time::Instant::now() >= deadline {
             return Err(format!(
-                "cannot listen on {}: another process is already listening there",
-                args.listen
+                "cannot listen on {address}: another process is already listening there"
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -584,8 +730,8 @@ fn memlock_hint(error: &str) -> String {
     }
 }
 
-/// Blocks SIGTERM and SIGINT in this thread (and the shard threads started
-/// after it), so they are taken only by [`wait_signal`].
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and the shard threads
+/// started after it), so they are taken only by [`wait_signal`].
 fn block_shutdown_signals() -> libc::sigset_t {
     // SAFETY: sigset operations on a zeroed, then initialised, local set.
     unsafe {
@@ -593,12 +739,13 @@ fn block_shutdown_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-/// Waits up to `timeout` for SIGTERM or SIGINT; returns its name.
+/// Waits up to `timeout` for SIGTERM, SIGINT or SIGHUP; returns its name.
 fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<&'static str> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
@@ -609,6 +756,7 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<&'static str> 
     match signal {
         libc::SIGTERM => Some("SIGTERM"),
         libc::SIGINT => Some("SIGINT"),
+        libc::SIGHUP => Some("SIGHUP"),
         _ => None,
     }
 }

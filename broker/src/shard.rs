@@ -20,8 +20,10 @@ use crate::log::Log;
 use crate::memory::MemoryBudget;
 use crate::metadata::Metadata;
 use crate::metrics::ShardMetrics;
+use crate::security::store::Store;
 use crate::shard_id::ShardId;
 use crate::transactions::TxnService;
+use futures_rustls::TlsAcceptor;
 
 /// Work sent to a shard: runs on its executor with its state.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -42,6 +44,8 @@ pub struct Shard {
     config: Arc<ServeArgs>,
     cluster_id: Arc<str>,
     metadata: RefCell<Arc<Metadata>>,
+    security: RefCell<Arc<Store>>,
+    tls: RefCell<Option<TlsAcceptor>>,
     log: Rc<Log>,
     groups: Rc<GroupService>,
     transactions: Rc<TxnService>,
@@ -75,6 +79,8 @@ impl Shard {
             config,
             cluster_id,
             metadata: RefCell::new(Arc::new(Metadata::default())),
+            security: RefCell::default(),
+            tls: RefCell::default(),
             log,
             groups,
             transactions,
@@ -113,6 +119,26 @@ impl Shard {
     /// Cluster id reported to clients.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The current snapshot of the security store (SCRAM credentials).
+    pub fn security(&self) -> Arc<Store> {
+        self.security.borrow().clone()
+    }
+
+    /// Installs a new snapshot of the security store.
+    pub fn apply_security(&self, store: Arc<Store>) {
+        *self.security.borrow_mut() = store;
+    }
+
+    /// The TLS acceptor of SSL and SASL_SSL listeners, if configured.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls.borrow().clone()
+    }
+
+    /// Installs a (re)loaded TLS configuration for new connections.
+    pub fn apply_tls(&self, tls: Option<TlsAcceptor>) {
+        *self.tls.borrow_mut() = tls;
     }
 
     /// The current metadata snapshot.

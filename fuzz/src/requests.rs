@@ -147,6 +147,10 @@ fn build_once(
         ApiKey::DescribeTransactions => encode(&describe_transactions(k), v),
         ApiKey::ListTransactions => encode(&list_transactions(cx, v, k), v),
         ApiKey::DescribeProducers => encode(&describe_producers(cx, k), v),
+        ApiKey::SaslHandshake => encode(&sasl_handshake(k), v),
+        ApiKey::SaslAuthenticate => encode(&sasl_authenticate(k), v),
+        ApiKey::DescribeUserScramCredentials => encode(&describe_user_scram_credentials(k), v),
+        ApiKey::AlterUserScramCredentials => encode(&alter_user_scram_credentials(k), v),
         other => Err(format!("no builder for {other:?}")),
     }?;
     Ok(Body {
@@ -1170,6 +1174,59 @@ fn describe_producers(cx: &Context, k: &mut Knobs) -> DescribeProducersRequest {
     let ps = vec![partition(k), partition(k)];
     dt.partition_indexes = k.dup("partition_indexes", ps);
     r.topics = k.dup("topics", vec![dt]);
+    r
+}
+
+/// A SCRAM user name: a few fixed ones, so describes find upserts.
+fn scram_user(k: &mut Knobs) -> StrBytes {
+    let n = k.rng().below(4);
+    k.string("user", &format!("fuzz-user-{n}"))
+}
+
+fn sasl_handshake(k: &mut Knobs) -> SaslHandshakeRequest {
+    let mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"];
+    let m = mechanisms[k.rng().below(mechanisms.len() as u64) as usize];
+    SaslHandshakeRequest::default().with_mechanism(k.string("mechanism", m))
+}
+
+fn sasl_authenticate(k: &mut Knobs) -> SaslAuthenticateRequest {
+    let tokens: [&[u8]; 3] = [b"\0fuzz-user-0\0password", b"n,,n=fuzz-user-1,r=nonce", b""];
+    let t = tokens[k.rng().below(tokens.len() as u64) as usize];
+    SaslAuthenticateRequest::default().with_auth_bytes(k.bytes("auth_bytes", t))
+}
+
+fn describe_user_scram_credentials(k: &mut Knobs) -> DescribeUserScramCredentialsRequest {
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    let mut r = DescribeUserScramCredentialsRequest::default();
+    if k.rng().chance(2, 3) {
+        let users = vec![UserName::default().with_name(scram_user(k))];
+        r.users = Some(k.dup("users", users));
+    }
+    r
+}
+
+fn alter_user_scram_credentials(k: &mut Knobs) -> AlterUserScramCredentialsRequest {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+    let mut r = AlterUserScramCredentialsRequest::default();
+    let valid = 1 + k.rng().below(2) as i8;
+    let mechanism = k.i8("mechanism", valid);
+    if k.rng().chance(1, 2) {
+        let d = ScramCredentialDeletion::default()
+            .with_name(scram_user(k))
+            .with_mechanism(mechanism);
+        r.deletions = k.dup("deletions", vec![d]);
+    } else {
+        let salted = vec![7u8; if mechanism == 2 { 64 } else { 32 }];
+        let u = ScramCredentialUpsertion::default()
+            .with_name(scram_user(k))
+            .with_mechanism(mechanism)
+            .with_iterations(k.i32("iterations", 4096))
+            .with_salt(k.bytes("salt", b"fuzz-salt"))
+            .with_salted_password(k.bytes("salted_password", &salted));
+        r.upsertions = k.dup("upsertions", vec![u]);
+    }
     r
 }
 

@@ -625,6 +625,10 @@ fn check_response(api: ApiKey, version: i16, frame: Vec<u8>) -> Result<(), Strin
         DescribeTransactions => DescribeTransactionsResponse,
         ListTransactions => ListTransactionsResponse,
         DescribeProducers => DescribeProducersResponse,
+        SaslHandshake => SaslHandshakeResponse,
+        SaslAuthenticate => SaslAuthenticateResponse,
+        DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
+        AlterUserScramCredentials => AlterUserScramCredentialsResponse,
     }
     .map_err(|e| format!("body: {e}"))?;
     if !b.is_empty() {

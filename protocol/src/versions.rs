@@ -10,15 +10,16 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
-    ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTransactionsRequest,
+    DescribeUserScramCredentialsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
+    ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
     TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message};
@@ -196,6 +197,16 @@ supported_apis! {
     ListTransactions(ListTransactionsRequest) from 0 to 1,
     /// Admin: the producers of partitions and their open transactions.
     DescribeProducers(DescribeProducersRequest) from 0,
+    /// Security: pick a SASL mechanism (v0, after which raw tokens
+    /// followed without Kafka framing, is not offered; clients since
+    /// Kafka 1.0 use v1 and SaslAuthenticate).
+    SaslHandshake(SaslHandshakeRequest) from 1,
+    /// Security: one SASL token (v1+ carries the session lifetime).
+    SaslAuthenticate(SaslAuthenticateRequest) from 0,
+    /// Security: which users have SCRAM credentials (KIP-554).
+    DescribeUserScramCredentials(DescribeUserScramCredentialsRequest) from 0,
+    /// Security: set and delete SCRAM credentials (KIP-554).
+    AlterUserScramCredentials(AlterUserScramCredentialsRequest) from 0,
 }
 
 /// The accepted range for `api_key`, if Sluice implements it.

@@ -30,24 +30,41 @@ pub fn python() -> PathBuf {
     venv
 }
 
-#[test]
-fn topic_configs_delete_records_and_log_dirs_through_admin_clients() {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/admin_configs.py");
-    let dir = DataDir::new("admin-clients");
-    let mut broker = Broker::start(dir.path(), 2, &[]);
+/// Runs `tests/clients/SCRIPT` with `args` against `broker`; it must exit 0
+/// having printed `ok_line`.
+pub fn run_client_script<A: AsRef<std::ffi::OsStr>>(
+    broker: &Broker,
+    script: &str,
+    args: &[A],
+    ok_line: &str,
+) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/clients")
+        .join(script);
     let out = Command::new(python())
-        .arg(&script)
-        .arg(broker.addr())
+        .arg(&path)
+        .args(args)
         .output()
-        .expect("run the admin client script");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stdout.contains("admin clients: ok"),
-        "admin_configs.py failed ({}):\n{stdout}\n{stderr}\nbroker:\n{}",
+        out.status.success() && stdout.contains(ok_line),
+        "{script} failed ({}):\n{stdout}\n{stderr}\nbroker:\n{}",
         out.status,
         broker.log()
+    );
+}
+
+#[test]
+fn topic_configs_delete_records_and_log_dirs_through_admin_clients() {
+    let dir = DataDir::new("admin-clients");
+    let mut broker = Broker::start(dir.path(), 2, &[]);
+    run_client_script(
+        &broker,
+        "admin_configs.py",
+        &[broker.addr()],
+        "admin clients: ok",
     );
     // What AlterConfigs left is durable.
     broker.kill9();

@@ -189,6 +189,9 @@ pub struct Broker {
     child: Option<Child>,
     reader: Option<JoinHandle<()>>,
     addr: String,
+    /// Listeners by name (`--listeners`), when not one on `addr`; the
+    /// first is on `addr`.
+    listeners: Vec<(String, String)>,
     data_dir: PathBuf,
     shards: usize,
     extra: Vec<String>,
@@ -222,10 +225,43 @@ impl Broker {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Broker, StartError> {
+        Broker::try_start_listeners(data_dir, shards, &[], extra, env)
+    }
+
+    /// Starts a broker with one listener of each name in `names` (a
+    /// security protocol's name, or one `extra` maps to one), each on a
+    /// port of its own ([`Broker::listener`]); `addr` is the first's.
+    pub fn start_listeners(
+        data_dir: &Path,
+        shards: usize,
+        names: &[&str],
+        extra: &[&str],
+    ) -> Broker {
+        Broker::try_start_listeners(data_dir, shards, names, extra, &[])
+            .unwrap_or_else(|e| panic!("broker did not start: {e:?}\n{}", e.stderr))
+    }
+
+    fn try_start_listeners(
+        data_dir: &Path,
+        shards: usize,
+        names: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Broker, StartError> {
+        let ports = |names: &[&str]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), format!("127.0.0.1:{}", free_port())))
+                .collect()
+        };
+        let listeners = ports(names);
         let mut broker = Broker {
             child: None,
             reader: None,
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: listeners
+                .first()
+                .map_or_else(|| format!("127.0.0.1:{}", free_port()), |(_, a)| a.clone()),
+            listeners,
             data_dir: data_dir.to_path_buf(),
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -242,7 +278,11 @@ impl Broker {
         for _ in 0..5 {
             match broker.spawn() {
                 Err(e) if e.stderr.contains("already listening") => {
-                    broker.addr = format!("127.0.0.1:{}", free_port());
+                    broker.listeners = ports(names);
+                    broker.addr = broker
+                        .listeners
+                        .first()
+                        .map_or_else(|| format!("127.0.0.1:{}", free_port()), |(_, a)| a.clone());
                 }
                 other => return other.map(|()| broker),
             }
@@ -260,9 +300,19 @@ impl Broker {
             log.len()
         };
         self.run_start = first_line;
+        let listen = if self.listeners.is_empty() {
+            vec!["--listen".to_string(), self.addr.clone()]
+        } else {
+            let all: Vec<String> = self
+                .listeners
+                .iter()
+                .map(|(name, addr)| format!("{name}://{addr}"))
+                .collect();
+            vec!["--listeners".to_string(), all.join(",")]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("serve")
-            .args(["--listen", &self.addr])
+            .args(&listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--shards", &self.shards.to_string()])
@@ -326,6 +376,16 @@ impl Broker {
     /// `host:port` for bootstrap.servers and raw connections.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// `host:port` of the listener named `name`.
+    pub fn listener(&self, name: &str) -> &str {
+        &self
+            .listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no listener {name}"))
+            .1
     }
 
     pub fn pid(&self) -> i32 {
@@ -396,6 +456,14 @@ impl Broker {
             wait_until(Duration::from_secs(10), || !has_listener(port)),
             "port {port} still has a listener 10 s after the broker exited"
         );
+    }
+
+    /// Sends `signal` to a broker that goes on running (SIGHUP).
+    pub fn signal_keep(&mut self, signal: i32) {
+        let child = self.child.as_ref().expect("broker not running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     /// Sends `signal` and waits (at most [`EXIT_TIMEOUT`]) for the exit

@@ -43,5 +43,6 @@ mod metadata;
 mod metrics;
 mod pipelining;
 mod retention;
+mod security;
 mod shards;
 mod transactions;

@@ -106,6 +106,12 @@ impl RawClient {
         self.stream.write_all(bytes).expect("write request");
     }
 
+    /// [`RawClient::write_raw`] for bytes the broker may stop reading
+    /// (it closes the connection) before they are all written.
+    pub fn try_write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     /// The next response frame's body (header included); panics if the
     /// broker closes the connection or says nothing for [`IO_TIMEOUT`].
     pub fn read_frame(&mut self) -> Bytes {

@@ -789,21 +789,12 @@ fn consume_transform_produce_is_exactly_once_across_kill9() {
 /// fencing) against the broker: `tests/clients/transactions_kafka_python.py`.
 #[test]
 fn transactions_through_kafka_python() {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/clients/transactions_kafka_python.py");
     let dir = DataDir::new("txn-kafka-python");
     let broker = Broker::start(dir.path(), 2, &[]);
-    let out = std::process::Command::new(crate::admin_clients::python())
-        .arg(&script)
-        .arg(broker.addr())
-        .output()
-        .expect("run the kafka-python script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("kafka-python transactions: ok"),
-        "transactions_kafka_python.py failed ({}):\n{stdout}\n{stderr}\nbroker:\n{}",
-        out.status,
-        broker.log()
+    crate::admin_clients::run_client_script(
+        &broker,
+        "transactions_kafka_python.py",
+        &[broker.addr()],
+        "kafka-python transactions: ok",
     );
 }

@@ -204,7 +204,7 @@ pub fn describe_cluster(
     ctx: &RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = ctx.shard.config().advertised();
+    let (host, port) = ctx.advertised();
     let operations = crate::authorizer::authorized(
         request.include_cluster_authorized_operations,
         crate::authorizer::CLUSTER_OPERATIONS,
@@ -215,6 +215,6 @@ pub fn describe_cluster(
         .with_controller_id(BrokerId(NODE_ID))
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(NODE_ID))
-            .with_host(str_bytes(&host))
+            .with_host(str_bytes(host))
             .with_port(port)])
 }

@@ -25,6 +25,13 @@ macro_rules! error_codes {
 
 error_codes! {
     ApiVersionsResponse => |r, f| { f(r.error_code) }
+    SaslHandshakeResponse => |r, f| { f(r.error_code) }
+    SaslAuthenticateResponse => |r, f| { f(r.error_code) }
+    DescribeUserScramCredentialsResponse => |r, f| {
+        f(r.error_code);
+        r.results.iter().for_each(|u| f(u.error_code));
+    }
+    AlterUserScramCredentialsResponse => |r, f| { r.results.iter().for_each(|u| f(u.error_code)) }
     MetadataResponse => |r, f| {
         f(r.error_code);
         for t in &r.topics {

@@ -21,11 +21,11 @@ type Unknown = (i16, Option<TopicName>, uuid::Uuid);
 /// Answers a Metadata request.
 pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let (shard, version) = (&ctx.shard, ctx.version());
-    let (host, port) = shard.config().advertised();
+    let (host, port) = ctx.advertised();
     let mut response = MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(NODE_ID))
-            .with_host(str_bytes(&host))
+            .with_host(str_bytes(host))
             .with_port(port)])
         .with_cluster_id(Some(str_bytes(shard.cluster_id())))
         .with_controller_id(BrokerId(NODE_ID));

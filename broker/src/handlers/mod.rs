@@ -19,6 +19,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producer_id;
+pub mod sasl;
 pub mod transactions;
 
 use bytes::BytesMut;
@@ -140,6 +141,14 @@ pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
         Request::ListTransactions(r) => encode(ctx, &transactions::list_transactions(ctx, r).await),
         Request::DescribeProducers(r) => {
             encode(ctx, &transactions::describe_producers(ctx, r).await)
+        }
+        Request::SaslHandshake(r) => encode(ctx, &sasl::handshake(ctx, r)),
+        Request::SaslAuthenticate(r) => encode(ctx, &sasl::authenticate(ctx, r).await),
+        Request::DescribeUserScramCredentials(r) => {
+            encode(ctx, &sasl::describe_credentials(ctx, r))
+        }
+        Request::AlterUserScramCredentials(r) => {
+            encode(ctx, &sasl::alter_credentials(ctx, r).await)
         }
     }
 }

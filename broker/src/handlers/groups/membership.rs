@@ -30,7 +30,7 @@ pub fn find_coordinator(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let version = ctx.version();
-    let (host, port) = ctx.shard.config().advertised();
+    let (host, port) = ctx.advertised();
     let answer = |key_type: i8| -> Result<(), BrokerError> {
         match key_type {
             // Groups and transactional ids: this broker coordinates all.
@@ -44,7 +44,7 @@ pub fn find_coordinator(
             Ok(()) => {
                 r = r
                     .with_node_id(BrokerId(NODE_ID))
-                    .with_host(str_bytes(&host))
+                    .with_host(str_bytes(host))
                     .with_port(port);
             }
             Err(e) => {
@@ -67,7 +67,7 @@ pub fn find_coordinator(
             match answer(request.key_type) {
                 Ok(()) => c
                     .with_node_id(BrokerId(NODE_ID))
-                    .with_host(str_bytes(&host))
+                    .with_host(str_bytes(host))
                     .with_port(port),
                 Err(e) => c
                     .with_error_code(e.code())
