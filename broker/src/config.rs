@@ -62,6 +62,18 @@ pub struct ServeArgs {
     /// connections.max.reauth.ms).
     #[arg(long, default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
+    /// The authorizer (Kafka's authorizer.class.name): `none` allows
+    /// every principal everything; `acl` enforces the ACLs of CreateAcls.
+    #[arg(long, default_value = "none")]
+    pub authorizer: String,
+    /// Principals allowed everything whatever the ACLs say, `;`-separated
+    /// (Kafka's super.users: `User:admin;User:CN=ops,O=Acme`).
+    #[arg(long, default_value = "")]
+    pub super_users: String,
+    /// A resource no ACL names is open to everyone (Kafka's
+    /// allow.everyone.if.no.acl.found).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_everyone_if_no_acl_found: bool,
     /// Data directory (metadata and one WAL per shard).
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,

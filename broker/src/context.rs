@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use sluice_protocol::RequestHeader;
 
+use crate::authorizer::{resource, Authorizer, CLUSTER_NAME};
 use crate::listeners::Listener;
-use crate::security::sasl::Authentication;
+use crate::security::sasl::{Authentication, ANONYMOUS};
 use crate::shard::Shard;
 
 /// One connection's state that outlives its requests.
@@ -68,6 +69,47 @@ impl RequestContext {
     pub fn advertised(&self) -> (&str, i32) {
         let listener = &self.session.listener;
         (&listener.advertised_host, listener.advertised_port)
+    }
+
+    /// Whether the client's principal may do `operation` on resource
+    /// `name` of `resource_type` (`crate::authorizer`; always, with no
+    /// authorizer configured).
+    pub fn allows(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        !self.shard.authorization().enabled
+            || self.authorizer(|a| a.allows(operation, resource_type, name))
+    }
+
+    /// Whether the principal may do `operation` on the cluster.
+    pub fn allows_cluster(&self, operation: i8) -> bool {
+        self.allows(operation, resource::CLUSTER, CLUSTER_NAME)
+    }
+
+    /// Whether the principal may do `operation` on some resource of
+    /// `resource_type`.
+    pub fn allows_any(&self, operation: i8, resource_type: i8) -> bool {
+        !self.shard.authorization().enabled
+            || self.authorizer(|a| a.allows_any(operation, resource_type))
+    }
+
+    /// The authorized-operations field (KIP-430) of a resource.
+    pub fn authorized_operations(&self, asked: bool, resource_type: i8, name: &str) -> i32 {
+        self.authorizer(|a| a.operations(asked, resource_type, name))
+    }
+
+    fn authorizer<R>(&self, decide: impl FnOnce(&Authorizer) -> R) -> R {
+        let store = self.shard.security();
+        let auth = self.session.auth.borrow();
+        let host = self
+            .session
+            .peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default();
+        decide(&Authorizer {
+            settings: self.shard.authorization(),
+            acls: &store.acls,
+            principal: auth.principal().unwrap_or(ANONYMOUS),
+            host: &host,
+        })
     }
 
     /// The client id of the header ("" when null).

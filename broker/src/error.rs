@@ -117,6 +117,14 @@ pub enum BrokerError {
     IllegalSaslState(String),
     /// Wrong credentials, unknown user or a broken exchange.
     SaslAuthenticationFailed(String),
+    /// The principal may not do this to the cluster.
+    ClusterAuthorizationFailed(String),
+    /// The principal may not do this to the topic.
+    TopicAuthorizationFailed(String),
+    /// The principal may not do this to the group.
+    GroupAuthorizationFailed(String),
+    /// The principal may not use the transactional id.
+    TransactionalIdAuthorizationFailed(String),
 }
 
 impl BrokerError {
@@ -168,6 +176,12 @@ impl BrokerError {
             E::UnsupportedSaslMechanism(_) => ResponseError::UnsupportedSaslMechanism,
             E::IllegalSaslState(_) => ResponseError::IllegalSaslState,
             E::SaslAuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
+            E::ClusterAuthorizationFailed(_) => ResponseError::ClusterAuthorizationFailed,
+            E::TopicAuthorizationFailed(_) => ResponseError::TopicAuthorizationFailed,
+            E::GroupAuthorizationFailed(_) => ResponseError::GroupAuthorizationFailed,
+            E::TransactionalIdAuthorizationFailed(_) => {
+                ResponseError::TransactionalIdAuthorizationFailed
+            }
         };
         e.code()
     }
@@ -200,7 +214,11 @@ impl fmt::Display for BrokerError {
             | E::UnacceptableCredential(why)
             | E::UnsupportedSaslMechanism(why)
             | E::IllegalSaslState(why)
-            | E::SaslAuthenticationFailed(why) => f.write_str(why),
+            | E::SaslAuthenticationFailed(why)
+            | E::ClusterAuthorizationFailed(why)
+            | E::TopicAuthorizationFailed(why)
+            | E::GroupAuthorizationFailed(why)
+            | E::TransactionalIdAuthorizationFailed(why) => f.write_str(why),
             E::UnknownTopicId => f.write_str("unknown topic id"),
             E::InvalidRequiredAcks(acks) => write!(f, "acks must be -1, 0 or 1, got {acks}"),
             E::MessageTooLarge { size, max } => {

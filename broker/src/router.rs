@@ -102,6 +102,28 @@ pub fn partition_slot<V>(
     }
 }
 
+/// [`partition_slot`] where the principal may (`allowed`) touch the
+/// topic; TOPIC_AUTHORIZATION_FAILED where it may not.
+pub fn allowed_slot<V>(
+    allowed: bool,
+    metadata: &Metadata,
+    topic: usize,
+    name: &str,
+    partition: i32,
+    item: V,
+) -> Slot<(PartitionKey, V), BrokerError> {
+    if !allowed {
+        return Slot {
+            topic,
+            partition,
+            target: Err(BrokerError::TopicAuthorizationFailed(format!(
+                "not authorized for topic '{name}'"
+            ))),
+        };
+    }
+    partition_slot(metadata, topic, name, partition, item)
+}
+
 /// [`scatter`] over the routable slots; one result per slot, in order,
 /// with the slot's own error where it had one.
 pub async fn scatter_slots<I, R, E, F, Fut>(

@@ -46,6 +46,7 @@ pub fn serve(args: ServeArgs) -> Result<(), String> {
         .map(Arc::new)
         .collect();
     crate::security::sasl::enabled(&args.sasl_enabled_mechanisms)?;
+    crate::authorizer::Settings::of(&args)?;
     let tls = crate::security::tls::acceptor(&args)?;
     if let Some(l) = listeners.iter().find(|l| l.protocol.tls()) {
         if tls.is_none() {

@@ -45,6 +45,7 @@ pub struct Shard {
     cluster_id: Arc<str>,
     metadata: RefCell<Arc<Metadata>>,
     security: RefCell<Arc<Store>>,
+    authorization: crate::authorizer::Settings,
     tls: RefCell<Option<TlsAcceptor>>,
     log: Rc<Log>,
     groups: Rc<GroupService>,
@@ -73,6 +74,7 @@ impl Shard {
             transactions,
         } = owners;
         let memory = MemoryBudget::new(config.memory_budget_bytes() / peers.len().max(1));
+        let shard_config = config.clone();
         Shard {
             id,
             memory,
@@ -80,6 +82,13 @@ impl Shard {
             cluster_id,
             metadata: RefCell::new(Arc::new(Metadata::default())),
             security: RefCell::default(),
+            // Checked at start-up (server.rs); were it not, closed.
+            authorization: crate::authorizer::Settings::of(&shard_config).unwrap_or_else(|_| {
+                crate::authorizer::Settings {
+                    enabled: true,
+                    ..Default::default()
+                }
+            }),
             tls: RefCell::default(),
             log,
             groups,
@@ -121,9 +130,15 @@ impl Shard {
         &self.cluster_id
     }
 
-    /// The current snapshot of the security store (SCRAM credentials).
+    /// The current snapshot of the security store (SCRAM credentials and
+    /// ACLs).
     pub fn security(&self) -> Arc<Store> {
         self.security.borrow().clone()
+    }
+
+    /// The authorizer's settings.
+    pub fn authorization(&self) -> &crate::authorizer::Settings {
+        &self.authorization
     }
 
     /// Installs a new snapshot of the security store.

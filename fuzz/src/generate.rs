@@ -220,13 +220,13 @@ mod tests {
     #[test]
     fn one_cycle_covers_every_pair_and_generation_is_deterministic() {
         let pairs = pairs();
-        // Every version of every API the broker advertises (192 today).
+        // Every version of every API the broker advertises (201 today).
         let advertised: usize = sluice_protocol::versions::SUPPORTED_APIS
             .iter()
             .map(|r| (r.max - r.min + 1) as usize)
             .sum();
         assert_eq!(pairs.len(), advertised);
-        assert_eq!(advertised, 192);
+        assert_eq!(advertised, 201);
         let cx = Context::offline();
         let seen: BTreeSet<(i16, i16)> = (0..pairs.len() as u64)
             .map(|i| {

@@ -151,6 +151,9 @@ fn build_once(
         ApiKey::SaslAuthenticate => encode(&sasl_authenticate(k), v),
         ApiKey::DescribeUserScramCredentials => encode(&describe_user_scram_credentials(k), v),
         ApiKey::AlterUserScramCredentials => encode(&alter_user_scram_credentials(k), v),
+        ApiKey::CreateAcls => encode(&create_acls(cx, k), v),
+        ApiKey::DescribeAcls => encode(&describe_acls(cx, k), v),
+        ApiKey::DeleteAcls => encode(&delete_acls(cx, k), v),
         other => Err(format!("no builder for {other:?}")),
     }?;
     Ok(Body {
@@ -1228,6 +1231,71 @@ fn alter_user_scram_credentials(k: &mut Knobs) -> AlterUserScramCredentialsReque
         r.upsertions = k.dup("upsertions", vec![u]);
     }
     r
+}
+
+/// An ACL's resource: a topic, group or the cluster, by a known name.
+fn acl_resource(cx: &Context, k: &mut Knobs) -> (i8, StrBytes, i8) {
+    let (rt, name) = match k.rng().below(3) {
+        0 => {
+            let name = topic(cx, k).name.clone();
+            (2, k.string("topic", &name))
+        }
+        1 => (3, k.string("group", "fuzz-group")),
+        _ => (4, k.string("cluster", "kafka-cluster")),
+    };
+    let pattern = 3 + k.rng().below(2) as i8;
+    (
+        k.i8("resource_type", rt),
+        name,
+        k.i8("pattern_type", pattern),
+    )
+}
+
+fn create_acls(cx: &Context, k: &mut Knobs) -> CreateAclsRequest {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    let (rt, name, pattern) = acl_resource(cx, k);
+    let operation = 2 + k.rng().below(11) as i8;
+    let permission = 2 + k.rng().below(2) as i8;
+    let permission = k.i8("permission_type", permission);
+    let c = AclCreation::default()
+        .with_resource_type(rt)
+        .with_resource_name(name)
+        .with_resource_pattern_type(pattern)
+        .with_principal({
+            let n = k.rng().below(4);
+            k.string("principal", &format!("User:fuzz-user-{n}"))
+        })
+        .with_host(k.string("host", "*"))
+        .with_operation(k.i8("operation", operation))
+        .with_permission_type(permission);
+    CreateAclsRequest::default().with_creations(k.dup("creations", vec![c]))
+}
+
+fn describe_acls(cx: &Context, k: &mut Knobs) -> DescribeAclsRequest {
+    let (rt, name, pattern) = acl_resource(cx, k);
+    let mut r = DescribeAclsRequest::default()
+        .with_resource_type_filter(if k.rng().chance(1, 2) { 1 } else { rt })
+        .with_pattern_type_filter(if k.rng().chance(1, 2) { 1 } else { pattern })
+        .with_operation(k.i8("operation", 1))
+        .with_permission_type(k.i8("permission_type", 1))
+        .with_principal_filter(None)
+        .with_host_filter(None);
+    r.resource_name_filter = k.rng().chance(1, 2).then_some(name);
+    r
+}
+
+fn delete_acls(cx: &Context, k: &mut Knobs) -> DeleteAclsRequest {
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    let (rt, name, pattern) = acl_resource(cx, k);
+    let f = DeleteAclsFilter::default()
+        .with_resource_type_filter(rt)
+        .with_resource_name_filter(Some(name))
+        .with_pattern_type_filter(pattern)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_operation(k.i8("operation", 1))
+        .with_permission_type(k.i8("permission_type", 1));
+    DeleteAclsRequest::default().with_filters(k.dup("filters", vec![f]))
 }
 
 #[cfg(test)]

@@ -629,6 +629,9 @@ fn check_response(api: ApiKey, version: i16, frame: Vec<u8>) -> Result<(), Strin
         SaslAuthenticate => SaslAuthenticateResponse,
         DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
         AlterUserScramCredentials => AlterUserScramCredentialsResponse,
+        CreateAcls => CreateAclsResponse,
+        DescribeAcls => DescribeAclsResponse,
+        DeleteAcls => DeleteAclsResponse,
     }
     .map_err(|e| format!("body: {e}"))?;
     if !b.is_empty() {

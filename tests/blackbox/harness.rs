@@ -404,6 +404,17 @@ impl Broker {
         self.run_log(self.run_start)
     }
 
+    /// Waits up to 10 s for a line of this run's log to hold every one of
+    /// `parts`: the log is read by a thread of its own, so a line written
+    /// just before an answer may reach the test a moment after it.
+    pub fn run_log_has(&self, parts: &[&str]) -> bool {
+        wait_until(Duration::from_secs(10), || {
+            self.last_run_log()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+        })
+    }
+
     /// Everything the broker wrote to stderr, over all runs.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")

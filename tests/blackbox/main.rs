@@ -27,6 +27,7 @@ mod harness;
 mod raw;
 mod verify;
 
+mod acls;
 mod admin;
 mod admin_clients;
 mod checkpoints;

@@ -14,8 +14,11 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
+use crate::authorizer::{op, resource, CLUSTER_NAME};
 use crate::context::RequestContext;
 use crate::controller::{self, NewTopic, TopicRef};
+use crate::error::BrokerError;
+use crate::handlers::where_allowed;
 use crate::handlers::NODE_ID;
 use crate::metadata::{str_bytes, TOPIC_DEFAULTS};
 use crate::shard_id::ShardId;
@@ -49,12 +52,21 @@ pub async fn create_topics(
         })
         .collect();
     let validate_only = request.validate_only;
-    let results = shard
-        .call(ShardId::CONTROLLER, move |s| {
-            controller::create_topics(s, topics, validate_only)
+    let may_create_any = ctx.allows_cluster(op::CREATE);
+    let refuse = |t: &NewTopic| {
+        (!may_create_any && !ctx.allows(op::CREATE, resource::TOPIC, &t.name)).then(|| {
+            BrokerError::TopicAuthorizationFailed(format!("may not create topic '{}'", t.name))
         })
-        .await
-        .unwrap_or_default();
+    };
+    let results = where_allowed(topics, refuse, |topics| async move {
+        shard
+            .call(ShardId::CONTROLLER, move |s| {
+                controller::create_topics(s, topics, validate_only)
+            })
+            .await
+            .unwrap_or_default()
+    })
+    .await;
     let topics = request
         .topics
         .iter()
@@ -122,12 +134,24 @@ pub async fn delete_topics(
             .collect()
     };
     let asked = refs.clone();
-    let results = shard
-        .call(ShardId::CONTROLLER, move |s| {
-            controller::delete_topics(s, refs)
-        })
-        .await
-        .unwrap_or_default();
+    let metadata = shard.metadata();
+    let refuse = |r: &TopicRef| {
+        let name = match r {
+            TopicRef::Name(n) => Some(n.as_str()),
+            TopicRef::Id(id) => metadata.by_id(id).map(|t| &*t.name),
+        };
+        name.filter(|n| !ctx.allows(op::DELETE, resource::TOPIC, n))
+            .map(|n| BrokerError::TopicAuthorizationFailed(format!("may not delete topic '{n}'")))
+    };
+    let results = where_allowed(refs, refuse, |refs| async move {
+        shard
+            .call(ShardId::CONTROLLER, move |s| {
+                controller::delete_topics(s, refs)
+            })
+            .await
+            .unwrap_or_default()
+    })
+    .await;
     let responses = asked
         .iter()
         .enumerate()
@@ -175,12 +199,19 @@ pub async fn create_partitions(
         .map(|t| (t.name.0.to_string(), t.count))
         .collect();
     let validate_only = request.validate_only;
-    let results = shard
-        .call(ShardId::CONTROLLER, move |s| {
-            controller::create_partitions(s, asks, validate_only)
-        })
-        .await
-        .unwrap_or_default();
+    let refuse = |(name, _): &(String, i32)| {
+        (!ctx.allows(op::ALTER, resource::TOPIC, name))
+            .then(|| BrokerError::TopicAuthorizationFailed(format!("may not alter topic '{name}'")))
+    };
+    let results = where_allowed(asks, refuse, |asks| async move {
+        shard
+            .call(ShardId::CONTROLLER, move |s| {
+                controller::create_partitions(s, asks, validate_only)
+            })
+            .await
+            .unwrap_or_default()
+    })
+    .await;
     let results = request
         .topics
         .iter()
@@ -205,9 +236,17 @@ pub fn describe_cluster(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let (host, port) = ctx.advertised();
-    let operations = crate::authorizer::authorized(
+    if !ctx.allows_cluster(op::DESCRIBE) {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "the principal may not describe the cluster",
+            )));
+    }
+    let operations = ctx.authorized_operations(
         request.include_cluster_authorized_operations,
-        crate::authorizer::CLUSTER_OPERATIONS,
+        resource::CLUSTER,
+        CLUSTER_NAME,
     );
     DescribeClusterResponse::default()
         .with_cluster_authorized_operations(operations)

@@ -23,6 +23,7 @@ use sluice_protocol::kafka_protocol::messages::{
 use sluice_protocol::kafka_protocol::protocol::StrBytes;
 use sluice_protocol::kafka_protocol::ResponseError;
 
+use crate::authorizer::{op, resource};
 use crate::config::ServeArgs;
 use crate::context::RequestContext;
 use crate::controller::{self, ConfigChange, TopicConfigChanges};
@@ -147,6 +148,16 @@ pub fn describe_configs(
                     .with_config_source(source)
                     .with_documentation(None)
             };
+            if let Some(e) = refusal(
+                ctx,
+                res.resource_type,
+                &res.resource_name,
+                op::DESCRIBE_CONFIGS,
+            ) {
+                return r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&e.to_string())));
+            }
             match res.resource_type {
                 RESOURCE_TOPIC => match metadata.topics.get(res.resource_name.as_str()) {
                     Some(topic) => r.with_configs(
@@ -223,6 +234,27 @@ async fn alter(
         .collect()
 }
 
+/// Why the principal may not do `operation` (DESCRIBE_CONFIGS or
+/// ALTER_CONFIGS) to a topic's or the broker's configs, if it may not.
+fn refusal(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    operation: i8,
+) -> Option<BrokerError> {
+    match resource_type {
+        RESOURCE_TOPIC if !ctx.allows(operation, resource::TOPIC, name) => {
+            Some(BrokerError::TopicAuthorizationFailed(format!(
+                "may not use the configs of topic '{name}'"
+            )))
+        }
+        RESOURCE_BROKER if !ctx.allows_cluster(operation) => Some(
+            BrokerError::ClusterAuthorizationFailed("may not use the broker's configs".into()),
+        ),
+        _ => None,
+    }
+}
+
 /// A resource other than a topic (broker configs are set by flags).
 fn not_a_topic(resource_type: i8) -> BrokerError {
     match resource_type {
@@ -243,6 +275,14 @@ pub async fn alter_configs(
         .resources
         .iter()
         .map(|res| {
+            if let Some(e) = refusal(
+                ctx,
+                res.resource_type,
+                &res.resource_name,
+                op::ALTER_CONFIGS,
+            ) {
+                return Err(e);
+            }
             if res.resource_type != RESOURCE_TOPIC {
                 return Err(not_a_topic(res.resource_type));
             }
@@ -293,6 +333,14 @@ pub async fn incremental_alter_configs(
         .resources
         .iter()
         .map(|res| {
+            if let Some(e) = refusal(
+                ctx,
+                res.resource_type,
+                &res.resource_name,
+                op::ALTER_CONFIGS,
+            ) {
+                return Err(e);
+            }
             if res.resource_type != RESOURCE_TOPIC {
                 return Err(not_a_topic(res.resource_type));
             }

@@ -10,10 +10,11 @@ use sluice_protocol::kafka_protocol::messages::delete_records_response::{
 };
 use sluice_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::PartitionKey;
-use crate::router::{partition_slot, scatter_slots, Slot};
+use crate::router::{allowed_slot, scatter_slots, Slot};
 use crate::shard::Shard;
 
 /// Offset -1: everything below the high watermark.
@@ -38,7 +39,10 @@ pub async fn handle(ctx: &RequestContext, request: DeleteRecordsRequest) -> Dele
         .iter()
         .enumerate()
         .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, t.name.0.as_str(), p)))
-        .map(|(ti, name, p)| partition_slot(&metadata, ti, name, p.partition_index, p.offset))
+        .map(|(ti, name, p)| {
+            let allowed = ctx.allows(op::DELETE, resource::TOPIC, name);
+            allowed_slot(allowed, &metadata, ti, name, p.partition_index, p.offset)
+        })
         .collect();
     let answers = scatter_slots(
         shard,

@@ -32,6 +32,14 @@ error_codes! {
         r.results.iter().for_each(|u| f(u.error_code));
     }
     AlterUserScramCredentialsResponse => |r, f| { r.results.iter().for_each(|u| f(u.error_code)) }
+    CreateAclsResponse => |r, f| { r.results.iter().for_each(|a| f(a.error_code)) }
+    DescribeAclsResponse => |r, f| { f(r.error_code) }
+    DeleteAclsResponse => |r, f| {
+        for filter in &r.filter_results {
+            f(filter.error_code);
+            filter.matching_acls.iter().for_each(|a| f(a.error_code));
+        }
+    }
     MetadataResponse => |r, f| {
         f(r.error_code);
         for t in &r.topics {

@@ -27,6 +27,7 @@ use sluice_protocol::kafka_protocol::messages::{
     FetchRequest, FetchResponse, ProducerId, TopicName,
 };
 
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::{AbortedTxn, Fetched, PartitionKey, ReadRange};
@@ -93,11 +94,16 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
         // By id from v13, by name before: borrowed, nothing allocated per
         // partition on the fetch path.
         let asked = (topic.topic_id, topic.topic.0.as_str());
+        let name = found.as_ref().map_or(asked.1, |t| &*t.name);
+        let readable = (by_id && found.is_none()) || ctx.allows(op::READ, resource::TOPIC, name);
         for p in &topic.partitions {
             if !named.insert((asked, p.partition)) {
                 continue;
             }
             let slot = match &found {
+                _ if !readable => Err(BrokerError::TopicAuthorizationFailed(format!(
+                    "may not read topic '{name}'"
+                ))),
                 None if by_id => Err(BrokerError::UnknownTopicId),
                 None => Err(BrokerError::UnknownTopicOrPartition("unknown topic".into())),
                 Some(t) => match t.owner(p.partition) {

@@ -16,11 +16,12 @@ use sluice_protocol::kafka_protocol::messages::list_offsets_response::{
 };
 use sluice_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::log::PartitionKey;
 use crate::record_stream;
-use crate::router::{partition_slot, scatter_slots, Slot};
+use crate::router::{allowed_slot, scatter_slots, Slot};
 use crate::shard::Shard;
 
 /// One partition's question: a timestamp (or LATEST, EARLIEST,
@@ -83,7 +84,8 @@ pub async fn handle(ctx: &RequestContext, request: ListOffsetsRequest) -> ListOf
         .enumerate()
         .flat_map(|(ti, t)| t.partitions.iter().map(move |p| (ti, t.name.0.as_str(), p)))
         .map(|(ti, name, p)| {
-            partition_slot(
+            allowed_slot(
+                ctx.allows(op::DESCRIBE, resource::TOPIC, name),
                 &metadata,
                 ti,
                 name,

@@ -39,6 +39,12 @@ pub async fn handle(
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
     let shard = &ctx.shard;
+    if !ctx.allows_cluster(crate::authorizer::op::DESCRIBE) {
+        // v3+ carries the code; older versions answer no directories.
+        return DescribeLogDirsResponse::default().with_error_code(
+            sluice_protocol::kafka_protocol::ResponseError::ClusterAuthorizationFailed.code(),
+        );
+    }
     let metadata = shard.metadata();
     // (topic, partition) once each, in name order, known ones only.
     let mut asked: BTreeSet<(String, i32)> = BTreeSet::new();

@@ -1,5 +1,8 @@
 //! Metadata: brokers, topics, partitions and their (only) leader. Missing
-//! topics are auto-created when allowed.
+//! topics are auto-created when allowed (and, under an authorizer, when
+//! the principal may CREATE them). Listing every topic leaves out those
+//! the principal may not DESCRIBE; a topic named and not allowed is
+//! answered TOPIC_AUTHORIZATION_FAILED, as Kafka does.
 
 use sluice_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -9,7 +12,7 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 use sluice_protocol::kafka_protocol::ResponseError;
 
-use crate::authorizer::{authorized, CLUSTER_OPERATIONS, TOPIC_OPERATIONS};
+use crate::authorizer::{op, resource, CLUSTER_NAME};
 use crate::context::RequestContext;
 use crate::controller::ensure_topics;
 use crate::handlers::NODE_ID;
@@ -31,21 +34,36 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
         .with_controller_id(BrokerId(NODE_ID));
 
     let metadata = shard.metadata();
+    let describable =
+        |t: &&std::sync::Arc<Topic>| ctx.allows(op::DESCRIBE, resource::TOPIC, &t.name);
+    let denied = ResponseError::TopicAuthorizationFailed.code();
     let topics: Vec<Result<std::sync::Arc<Topic>, Unknown>> = match request.topics {
         // v0 has no null: an empty list means all topics.
-        None => metadata.topics.values().cloned().map(Ok).collect(),
-        Some(list) if list.is_empty() && version == 0 => {
-            metadata.topics.values().cloned().map(Ok).collect()
-        }
+        None => metadata
+            .topics
+            .values()
+            .filter(describable)
+            .cloned()
+            .map(Ok)
+            .collect(),
+        Some(list) if list.is_empty() && version == 0 => metadata
+            .topics
+            .values()
+            .filter(describable)
+            .cloned()
+            .map(Ok)
+            .collect(),
         Some(mut list) => {
             // A topic named twice is answered once, as Kafka does: the fuzzer
             // made a 110 KB request of repeats ask for a 269 MB answer.
             let mut named = std::collections::HashSet::new();
             list.retain(|t| named.insert((t.name.clone(), t.topic_id)));
             let auto_create = version < 4 || request.allow_auto_topic_creation;
+            let may_create = ctx.allows_cluster(op::CREATE);
             let names: Vec<String> = list
                 .iter()
                 .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .filter(|n| may_create || ctx.allows(op::CREATE, resource::TOPIC, n))
                 .collect();
             let metadata = if auto_create {
                 ensure_topics(shard, names).await
@@ -54,6 +72,9 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
             };
             list.into_iter()
                 .map(|t| match &t.name {
+                    Some(name) if !ctx.allows(op::DESCRIBE, resource::TOPIC, name) => {
+                        Err((denied, t.name.clone(), t.topic_id))
+                    }
                     Some(name) => {
                         let n = name.0.to_string();
                         metadata.topics.get(&n).cloned().ok_or_else(|| {
@@ -65,29 +86,29 @@ pub async fn handle(ctx: &RequestContext, request: MetadataRequest) -> MetadataR
                             (code, t.name.clone(), t.topic_id)
                         })
                     }
-                    None => metadata.by_id(t.topic_id.as_bytes()).cloned().ok_or((
-                        ResponseError::UnknownTopicId.code(),
-                        None,
-                        t.topic_id,
-                    )),
+                    None => match metadata.by_id(t.topic_id.as_bytes()) {
+                        Some(topic) if describable(&topic) => Ok(topic.clone()),
+                        Some(_) => Err((denied, None, t.topic_id)),
+                        None => Err((ResponseError::UnknownTopicId.code(), None, t.topic_id)),
+                    },
                 })
                 .collect()
         }
     };
-    let topic_operations = authorized(
-        version >= 8 && request.include_topic_authorized_operations,
-        TOPIC_OPERATIONS,
-    );
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     if (8..=10).contains(&version) {
-        response.cluster_authorized_operations = authorized(
+        response.cluster_authorized_operations = ctx.authorized_operations(
             request.include_cluster_authorized_operations,
-            CLUSTER_OPERATIONS,
+            resource::CLUSTER,
+            CLUSTER_NAME,
         );
     }
     response.topics = topics
         .into_iter()
         .map(|t| match t {
-            Ok(topic) => describe(&topic).with_topic_authorized_operations(topic_operations),
+            Ok(topic) => describe(&topic).with_topic_authorized_operations(
+                ctx.authorized_operations(topic_operations, resource::TOPIC, &topic.name),
+            ),
             Err((code, name, id)) => MetadataResponseTopic::default()
                 .with_error_code(code)
                 .with_name(name)

@@ -8,6 +8,7 @@
 //! it a file here (or a function in its family's file) taking the
 //! [`RequestContext`], and a line in [`handle`].
 
+pub mod acls;
 pub mod admin;
 pub mod configs;
 pub mod delete_records;
@@ -150,6 +151,9 @@ pub async fn handle(ctx: &RequestContext, request: Request) -> Reply {
         Request::AlterUserScramCredentials(r) => {
             encode(ctx, &sasl::alter_credentials(ctx, r).await)
         }
+        Request::CreateAcls(r) => encode(ctx, &acls::create_acls(ctx, r).await),
+        Request::DescribeAcls(r) => encode(ctx, &acls::describe_acls(ctx, r)),
+        Request::DeleteAcls(r) => encode(ctx, &acls::delete_acls(ctx, r).await),
     }
 }
 
@@ -180,6 +184,39 @@ fn encode<R: Encodable + HeaderVersion + ErrorCodes>(ctx: &RequestContext, respo
             Reply::Close
         }
     }
+}
+
+/// Runs `work` on the items the principal may touch and answers the others
+/// with the error `refuse` gives them, keeping the items' order: a request
+/// naming resources one by one (topics to create, groups to delete) is
+/// answered per resource, as Kafka's authorizer does.
+pub async fn where_allowed<T, X, Fut>(
+    items: Vec<T>,
+    refuse: impl Fn(&T) -> Option<crate::error::BrokerError>,
+    work: impl FnOnce(Vec<T>) -> Fut,
+) -> Vec<Result<X, crate::error::BrokerError>>
+where
+    Fut: std::future::Future<Output = Vec<Result<X, crate::error::BrokerError>>>,
+{
+    let verdicts: Vec<Option<crate::error::BrokerError>> = items.iter().map(refuse).collect();
+    let permitted: Vec<T> = items
+        .into_iter()
+        .zip(&verdicts)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(item, _)| item)
+        .collect();
+    let mut done = work(permitted).await.into_iter();
+    verdicts
+        .into_iter()
+        .map(|refused| match refused {
+            Some(e) => Err(e),
+            None => done.next().unwrap_or_else(|| {
+                Err(crate::error::BrokerError::Storage(
+                    "the controller did not answer".into(),
+                ))
+            }),
+        })
+        .collect()
 }
 
 /// The broker's own node id: Sluice is a one-broker cluster.

@@ -15,6 +15,7 @@ use sluice_protocol::kafka_protocol::messages::produce_response::{
 };
 use sluice_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::controller::ensure_topics;
 use crate::error::BrokerError;
@@ -64,9 +65,20 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Option<Pro
             .topic_data
             .iter()
             .map(|t| t.name.0.to_string())
+            // Auto-created only for a principal that may create it.
+            .filter(|n| {
+                ctx.allows(op::WRITE, resource::TOPIC, n)
+                    && (ctx.allows_cluster(op::CREATE)
+                        || ctx.allows(op::CREATE, resource::TOPIC, n))
+            })
             .collect()
     };
     let metadata = ensure_topics(shard, names).await;
+    // A transactional producer must be allowed its id.
+    let txn_refused = request
+        .transactional_id
+        .as_ref()
+        .and_then(|id| super::transactions::may_write_txn(ctx, id).err());
 
     // Every partition in request order: its owner and part, or an error now.
     let mut slots: Vec<Slot<PartitionBatch, BrokerError>> = Vec::new();
@@ -76,9 +88,19 @@ pub async fn handle(ctx: &RequestContext, request: ProduceRequest) -> Option<Pro
         } else {
             metadata.topics.get(topic.name.0.as_str()).cloned()
         };
+        let name = match (&found, by_id) {
+            (Some(t), _) => Some(&*t.name),
+            (None, false) => Some(topic.name.0.as_str()),
+            (None, true) => None,
+        };
+        let topic_refused = name
+            .filter(|n| !ctx.allows(op::WRITE, resource::TOPIC, n))
+            .map(|n| BrokerError::TopicAuthorizationFailed(format!("may not write topic '{n}'")));
         for p in &topic.partition_data {
             let slot = if !matches!(acks, -1..=1) {
                 Err(BrokerError::InvalidRequiredAcks(acks))
+            } else if let Some(e) = txn_refused.clone().or_else(|| topic_refused.clone()) {
+                Err(e)
             } else {
                 match &found {
                     None if by_id => Err(BrokerError::UnknownTopicId),

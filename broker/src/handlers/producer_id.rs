@@ -11,7 +11,10 @@ use sluice_protocol::kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId,
 };
 
-use super::transactions::{code_for, on_txn_coordinator, transactional_id};
+use sluice_protocol::kafka_protocol::ResponseError;
+
+use super::transactions::{code_for, may_write_txn, on_txn_coordinator, transactional_id};
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::transactions::service::allocate_producer_id;
 
@@ -32,13 +35,19 @@ pub async fn handle(
             .with_producer_epoch(epoch)
     };
     let Some(id) = request.transactional_id.as_ref() else {
+        // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or
+        // WRITE on some topic (KIP-679), as in Kafka.
+        if !ctx.allows_cluster(op::IDEMPOTENT_WRITE) && !ctx.allows_any(op::WRITE, resource::TOPIC)
+        {
+            return refused(ResponseError::ClusterAuthorizationFailed.code());
+        }
         return match allocate_producer_id(&ctx.shard).await {
             Ok(id) => granted((id, 0)),
             Err(e) => refused(e.code()),
         };
     };
     // Kafka refuses an empty transactional id as an invalid request.
-    let id = match transactional_id(id) {
+    let id = match transactional_id(id).and_then(|id| may_write_txn(ctx, &id).map(|()| id)) {
         Ok(id) => id,
         Err(e) => return refused(e.code()),
     };

@@ -18,6 +18,9 @@ use sluice_protocol::kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 
+use sluice_protocol::kafka_protocol::ResponseError;
+
+use crate::authorizer::op;
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::metadata::str_bytes;
@@ -160,6 +163,13 @@ pub fn describe_credentials(
     ctx: &RequestContext,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !ctx.allows_cluster(op::DESCRIBE) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "the principal may not describe credentials (DESCRIBE on the cluster)",
+            )));
+    }
     let store = ctx.shard.security();
     let names: Vec<String> = match request.users {
         None => store.users.keys().cloned().collect(),
@@ -222,13 +232,30 @@ pub async fn alter_credentials(
         },
     });
     let changes: Vec<CredentialChange> = deletions.chain(upsertions).collect();
-    let results = ctx
-        .shard
-        .call(ShardId::CONTROLLER, move |s| {
-            security::alter_credentials(s, changes)
-        })
-        .await
-        .unwrap_or_default();
+    let results = if ctx.allows_cluster(op::ALTER) {
+        ctx.shard
+            .call(ShardId::CONTROLLER, move |s| {
+                security::alter_credentials(s, changes)
+            })
+            .await
+            .unwrap_or_default()
+    } else {
+        let mut users: Vec<String> = Vec::new();
+        for c in changes {
+            if !users.contains(&c.user) {
+                users.push(c.user);
+            }
+        }
+        users
+            .into_iter()
+            .map(|u| {
+                let e = BrokerError::ClusterAuthorizationFailed(
+                    "the principal may not alter credentials (ALTER on the cluster)".into(),
+                );
+                (u, Err(e))
+            })
+            .collect()
+    };
     AlterUserScramCredentialsResponse::default().with_results(
         results
             .into_iter()

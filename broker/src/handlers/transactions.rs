@@ -33,13 +33,14 @@ use sluice_protocol::kafka_protocol::messages::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::groups::service::OffsetCommit;
 use crate::handlers::groups::offsets::{commit_topics, request_shape};
 use crate::log::PartitionKey;
 use crate::metadata::str_bytes;
-use crate::router::{partition_slot, scatter_slots};
+use crate::router::{allowed_slot, scatter_slots};
 use crate::shard::Shard;
 use crate::transactions::coordinator_shard;
 
@@ -88,6 +89,28 @@ pub fn transactional_id(id: &TransactionalId) -> Result<String, BrokerError> {
     }
 }
 
+/// WRITE on transactional id `id`, or TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+pub fn may_write_txn(ctx: &RequestContext, id: &str) -> Result<(), BrokerError> {
+    if ctx.allows(op::WRITE, resource::TRANSACTIONAL_ID, id) {
+        Ok(())
+    } else {
+        Err(BrokerError::TransactionalIdAuthorizationFailed(format!(
+            "may not use transactional id '{id}'"
+        )))
+    }
+}
+
+/// READ on group `group`, or GROUP_AUTHORIZATION_FAILED.
+pub fn may_read_group(ctx: &RequestContext, group: &str) -> Result<(), BrokerError> {
+    if ctx.allows(op::READ, resource::GROUP, group) {
+        Ok(())
+    } else {
+        Err(BrokerError::GroupAuthorizationFailed(format!(
+            "may not use group '{group}'"
+        )))
+    }
+}
+
 /// A group id of a transaction, refused when empty or too long.
 fn group_id(group: &str) -> Result<String, BrokerError> {
     if group.is_empty() || group.len() > MAX_NAME {
@@ -113,9 +136,28 @@ pub async fn add_partitions(
         request.v3_and_below_producer_epoch,
     );
     let count = asked.len();
+    // A topic the producer may not WRITE fails the whole request: it
+    // answers TOPIC_AUTHORIZATION_FAILED, the others OPERATION_NOT_ATTEMPTED.
+    let topic_denied: Vec<bool> = asked
+        .iter()
+        .map(|(t, _)| !ctx.allows(op::WRITE, resource::TOPIC, t))
+        .collect();
     let results: Vec<Result<(), BrokerError>> =
-        match transactional_id(&request.v3_and_below_transactional_id) {
+        match transactional_id(&request.v3_and_below_transactional_id)
+            .and_then(|id| may_write_txn(ctx, &id).map(|()| id))
+        {
             Err(e) => vec![Err(e); count],
+            Ok(_) if topic_denied.iter().any(|d| *d) => topic_denied
+                .iter()
+                .zip(&asked)
+                .map(|(denied, (t, _))| {
+                    Err(if *denied {
+                        BrokerError::TopicAuthorizationFailed(format!("may not write topic '{t}'"))
+                    } else {
+                        BrokerError::OperationNotAttempted
+                    })
+                })
+                .collect(),
             Ok(id) => {
                 let asked = asked.clone();
                 on_txn_coordinator(&ctx.shard, &id.clone(), move |s| async move {
@@ -155,8 +197,11 @@ pub async fn add_offsets(
 ) -> AddOffsetsToTxnResponse {
     let version = ctx.version();
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    let group = group_id(request.group_id.0.as_str());
-    let result = match (transactional_id(&request.transactional_id), group) {
+    let group =
+        group_id(request.group_id.0.as_str()).and_then(|g| may_read_group(ctx, &g).map(|()| g));
+    let id = transactional_id(&request.transactional_id)
+        .and_then(|id| may_write_txn(ctx, &id).map(|()| id));
+    let result = match (id, group) {
         (Err(e), _) | (_, Err(e)) => Err(e),
         (Ok(id), Ok(group)) => {
             on_txn_coordinator(&ctx.shard, &id.clone(), move |s| async move {
@@ -177,7 +222,9 @@ pub async fn end_txn(ctx: &RequestContext, request: EndTxnRequest) -> EndTxnResp
         request.producer_epoch,
         request.committed,
     );
-    let result = match transactional_id(&request.transactional_id) {
+    let id = transactional_id(&request.transactional_id)
+        .and_then(|id| may_write_txn(ctx, &id).map(|()| id));
+    let result = match id {
         Err(e) => Err(e),
         Ok(id) => {
             on_txn_coordinator(&ctx.shard, &id.clone(), move |s| async move {
@@ -206,10 +253,28 @@ pub async fn txn_offset_commit(
             .map(|(_, ps)| vec![Err(e.clone()); ps.len()])
             .collect()
     };
+    let txn_id = transactional_id(&request.transactional_id);
     let results = if let Err(e) = group_id(&group) {
         all(e)
-    } else if let Err(e) = transactional_id(&request.transactional_id) {
+    } else if let Err(e) = txn_id.and_then(|id| may_write_txn(ctx, &id)) {
         all(e)
+    } else if let Err(e) = may_read_group(ctx, &group) {
+        all(e)
+    } else if shape
+        .iter()
+        .any(|(t, _)| !ctx.allows(op::READ, resource::TOPIC, t))
+    {
+        shape
+            .iter()
+            .map(|(t, ps)| {
+                let e = if ctx.allows(op::READ, resource::TOPIC, t) {
+                    BrokerError::OperationNotAttempted
+                } else {
+                    BrokerError::TopicAuthorizationFailed(format!("may not read topic '{}'", t.0))
+                };
+                vec![Err(e); ps.len()]
+            })
+            .collect()
     } else {
         let commit = OffsetCommit {
             member_id: request.member_id.to_string(),
@@ -258,12 +323,18 @@ pub async fn describe_transactions(
     let mut states = Vec::with_capacity(request.transactional_ids.len());
     for id in request.transactional_ids {
         let name = id.0.to_string();
-        let found = on_txn_coordinator(&ctx.shard, &name.clone(), move |s| async move {
-            s.transactions()
-                .get(&name)
-                .ok_or(BrokerError::TransactionalIdNotFound)
-        })
-        .await;
+        let found = if ctx.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, &name) {
+            on_txn_coordinator(&ctx.shard, &name.clone(), move |s| async move {
+                s.transactions()
+                    .get(&name)
+                    .ok_or(BrokerError::TransactionalIdNotFound)
+            })
+            .await
+        } else {
+            Err(BrokerError::TransactionalIdAuthorizationFailed(format!(
+                "may not describe transactional id '{name}'"
+            )))
+        };
         let state = TransactionState::default().with_transactional_id(id);
         states.push(match found {
             Err(e) => state.with_error_code(e.code()),
@@ -335,6 +406,7 @@ pub async fn list_transactions(
             if (states.is_empty() || states.iter().any(|s| s == t.state.name()))
                 && (pids.is_empty() || pids.contains(&t.producer_id))
                 && open_long_enough
+                && ctx.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, &t.id)
             {
                 listed.push(
                     Listed::default()
@@ -363,9 +435,11 @@ pub async fn describe_producers(
         .enumerate()
         .flat_map(|(ti, t)| {
             let metadata = &metadata;
-            t.partition_indexes
-                .iter()
-                .map(move |p| partition_slot(metadata, ti, t.name.0.as_str(), *p, ()))
+            t.partition_indexes.iter().map(move |p| {
+                let name = t.name.0.as_str();
+                let allowed = ctx.allows(op::READ, resource::TOPIC, name);
+                allowed_slot(allowed, metadata, ti, name, *p, ())
+            })
         })
         .collect();
     let answers = scatter_slots(

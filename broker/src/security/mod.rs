@@ -1,6 +1,7 @@
 //! Who a client is: TLS (`tls`), SASL authentication (`sasl`, with SCRAM's
-//! exchange in `scram`), and the durable store of SCRAM credentials
-//! (`store`), which the controller changes (here) and every shard reads.
+//! exchange in `scram`), and the durable store of SCRAM credentials and
+//! ACLs (`store`), which the controller changes (here) and every shard
+//! reads; the ACLs' model and decisions are `crate::authorizer`'s.
 
 pub mod sasl;
 pub mod scram;
@@ -10,6 +11,7 @@ pub mod tls;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::authorizer::{Acl, AclFilter};
 use crate::error::BrokerError;
 use crate::shard::Shard;
 use crate::shard_id::ShardId;
@@ -103,6 +105,95 @@ pub async fn alter_credentials(
 
 /// Most users the store holds: it is rewritten whole on every change.
 pub const MAX_USERS: usize = 10_000;
+/// Most ACLs the store holds, for the same reason.
+pub const MAX_ACLS: usize = 10_000;
+
+/// CreateAcls on the controller: one result per ACL, in order. An invalid
+/// ACL is refused with INVALID_REQUEST and the others still created; one
+/// already there is created again without error, as Kafka does. Durable
+/// and on every shard before the answer.
+pub async fn create_acls(shard: Rc<Shard>, acls: Vec<Acl>) -> Vec<Result<(), BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
+        return acls
+            .iter()
+            .map(|_| Err(BrokerError::ShuttingDown))
+            .collect();
+    };
+    let mut next = (*shard.security()).clone();
+    let mut results: Vec<Result<(), BrokerError>> = acls
+        .into_iter()
+        .map(|acl| {
+            if let Some(why) = acl.invalid() {
+                return Err(BrokerError::InvalidRequest(why));
+            }
+            if !next.acls.contains(&acl) && next.acls.len() >= MAX_ACLS {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "the broker holds {MAX_ACLS} ACLs, its most"
+                )));
+            }
+            tracing::info!(acl = ?acl, "ACL created");
+            next.acls.insert(acl);
+            Ok(())
+        })
+        .collect();
+    if results.iter().any(Result::is_ok) {
+        if let Err(e) = publish(&shard, next).await {
+            tracing::error!(error = e, "creating ACLs failed");
+            results = results
+                .into_iter()
+                .map(|_| Err(BrokerError::Storage(e.clone())))
+                .collect();
+        }
+    }
+    results
+}
+
+/// DeleteAcls on the controller: per filter, the ACLs it matched and
+/// removed (an ACL two filters match is reported by the first).
+pub async fn delete_acls(
+    shard: Rc<Shard>,
+    filters: Vec<AclFilter>,
+) -> Vec<Result<Vec<Acl>, BrokerError>> {
+    let Ok(_permit) = shard.controller().lock.acquire_permit(1).await else {
+        return filters
+            .iter()
+            .map(|_| Err(BrokerError::ShuttingDown))
+            .collect();
+    };
+    let mut next = (*shard.security()).clone();
+    let mut results: Vec<Result<Vec<Acl>, BrokerError>> = filters
+        .iter()
+        .map(|filter| {
+            if let Some(why) = filter.invalid() {
+                return Err(BrokerError::InvalidRequest(why));
+            }
+            let matched: Vec<Acl> = next
+                .acls
+                .iter()
+                .filter(|a| filter.matches(a))
+                .cloned()
+                .collect();
+            for acl in &matched {
+                tracing::info!(acl = ?acl, "ACL deleted");
+                next.acls.remove(acl);
+            }
+            Ok(matched)
+        })
+        .collect();
+    if results
+        .iter()
+        .any(|r| r.as_ref().is_ok_and(|m| !m.is_empty()))
+    {
+        if let Err(e) = publish(&shard, next).await {
+            tracing::error!(error = e, "deleting ACLs failed");
+            results = results
+                .into_iter()
+                .map(|_| Err(BrokerError::Storage(e.clone())))
+                .collect();
+        }
+    }
+    results
+}
 
 fn apply(store: &mut Store, change: &CredentialChange) -> Result<(), BrokerError> {
     let Some(mechanism) = Mechanism::from_kafka_type(change.mechanism) else {

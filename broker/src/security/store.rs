@@ -1,15 +1,16 @@
 //! The security store: SCRAM credentials by user, salted and hashed,
-//! never a password. Changed only by the controller (shard 0), persisted
+//! never a password, and the ACLs. Changed only by the controller (shard 0), persisted
 //! durably (`security.json`, replaced whole as the topics file is) and
 //! published to every shard as an immutable snapshot, as topic metadata
 //! is; authentication reads the snapshot without locks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::scram::{Credential, Mechanism};
+use crate::authorizer::Acl;
 use crate::layout::{write_durably, SECURITY_FILE};
 
 /// One snapshot of the store.
@@ -18,6 +19,9 @@ pub struct Store {
     /// Each user's SCRAM credentials, by mechanism.
     #[serde(default)]
     pub users: BTreeMap<String, BTreeMap<Mechanism, Credential>>,
+    /// The ACLs (CreateAcls), enforced when `--authorizer acl`.
+    #[serde(default)]
+    pub acls: BTreeSet<Acl>,
 }
 
 impl Store {

@@ -12,6 +12,7 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 
 use super::{not_coordinator, on_coordinator, text};
+use crate::authorizer::{op, resource, NOT_ASKED};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::metadata::str_bytes;
@@ -45,9 +46,13 @@ pub async fn list_groups(ctx: &RequestContext, request: ListGroupsRequest) -> Li
         }
     }
     listed.sort();
+    // Without DESCRIBE on the cluster, only the groups the principal may
+    // DESCRIBE are listed, as Kafka does.
+    let all = ctx.allows_cluster(op::DESCRIBE);
     let groups = listed
         .into_iter()
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(id, _, _)| all || ctx.allows(op::DESCRIBE, resource::GROUP, id))
         .map(|(id, protocol_type, state)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
@@ -81,6 +86,20 @@ pub async fn describe_groups(
             continue;
         }
         let group = text(&id.0);
+        if !ctx.allows(op::DESCRIBE, resource::GROUP, &group) {
+            described.push(
+                DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(BrokerError::GroupAuthorizationFailed(String::new()).code())
+                    .with_authorized_operations(NOT_ASKED),
+            );
+            continue;
+        }
+        let operations = ctx.authorized_operations(
+            version >= 3 && request.include_authorized_operations,
+            resource::GROUP,
+            &group,
+        );
         let found = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
             s.groups().describe(&group)
         })
@@ -119,10 +138,6 @@ pub async fn describe_groups(
             Some(None) => DescribedGroup::default().with_group_state(str_bytes("Dead")),
             None => DescribedGroup::default().with_error_code(not_coordinator()),
         };
-        let operations = crate::authorizer::authorized(
-            version >= 3 && request.include_authorized_operations,
-            crate::authorizer::GROUP_OPERATIONS,
-        );
         described.push(d.with_group_id(id).with_authorized_operations(operations));
     }
     DescribeGroupsResponse::default().with_groups(described)
@@ -145,7 +160,11 @@ pub async fn delete_groups(
             .iter()
             .map(|id| {
                 let (shard, group) = (ctx.shard.clone(), text(&id.0));
+                let allowed = ctx.allows(op::DELETE, resource::GROUP, &group);
                 glommio::spawn_local(async move {
+                    if !allowed {
+                        return BrokerError::GroupAuthorizationFailed(String::new()).code();
+                    }
                     on_coordinator(&shard, &group.clone(), move |s| async move {
                         BrokerError::code_of(s.groups().delete_group(group).await.err().as_ref())
                     })

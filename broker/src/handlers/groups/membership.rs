@@ -13,9 +13,11 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 
 use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID, MAX_GROUP_NAME};
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::groups::state::{JoinRequest, JoinResult, SyncResult};
+use crate::handlers::transactions::may_read_group;
 use crate::handlers::NODE_ID;
 use crate::metadata::str_bytes;
 use crate::util::wire_millis;
@@ -31,16 +33,25 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let version = ctx.version();
     let (host, port) = ctx.advertised();
-    let answer = |key_type: i8| -> Result<(), BrokerError> {
+    // Groups and transactional ids: this broker coordinates all, for a
+    // principal that may DESCRIBE the group or id.
+    let answer = |key_type: i8, key: &str| -> Result<(), BrokerError> {
         match key_type {
-            // Groups and transactional ids: this broker coordinates all.
+            0 if !ctx.allows(op::DESCRIBE, resource::GROUP, key) => Err(
+                BrokerError::GroupAuthorizationFailed(format!("may not use group '{key}'")),
+            ),
+            1 if !ctx.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, key) => {
+                Err(BrokerError::TransactionalIdAuthorizationFailed(format!(
+                    "may not use transactional id '{key}'"
+                )))
+            }
             0 | 1 => Ok(()),
             _ => Err(BrokerError::InvalidRequest("unknown key type".into())),
         }
     };
     if version < 4 {
         let mut r = FindCoordinatorResponse::default();
-        match answer(request.key_type) {
+        match answer(request.key_type, &request.key) {
             Ok(()) => {
                 r = r
                     .with_node_id(BrokerId(NODE_ID))
@@ -63,8 +74,9 @@ pub fn find_coordinator(
         .coordinator_keys
         .into_iter()
         .map(|key| {
+            let refused = answer(request.key_type, &key);
             let c = FoundCoordinator::default().with_key(key);
-            match answer(request.key_type) {
+            match refused {
                 Ok(()) => c
                     .with_node_id(BrokerId(NODE_ID))
                     .with_host(str_bytes(host))
@@ -128,6 +140,9 @@ pub async fn join_group(ctx: &RequestContext, request: JoinGroupRequest) -> Join
     if group.is_empty() || group.len() > MAX_GROUP_ID {
         return fail(BrokerError::InvalidGroupId);
     }
+    if let Err(e) = may_read_group(ctx, &group) {
+        return fail(e);
+    }
     if !SESSION_TIMEOUT_MS.contains(&request.session_timeout_ms) {
         return fail(BrokerError::InvalidSessionTimeout);
     }
@@ -178,6 +193,9 @@ pub async fn join_group(ctx: &RequestContext, request: JoinGroupRequest) -> Join
 pub async fn sync_group(ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
     let version = ctx.version();
     let group = text(&request.group_id.0);
+    if let Err(e) = may_read_group(ctx, &group) {
+        return SyncGroupResponse::default().with_error_code(e.code());
+    }
     let result = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
         s.groups()
             .sync(
@@ -216,6 +234,9 @@ pub async fn sync_group(ctx: &RequestContext, request: SyncGroupRequest) -> Sync
 /// Heartbeat: keeps the session alive and says when to rejoin.
 pub async fn heartbeat(ctx: &RequestContext, request: HeartbeatRequest) -> HeartbeatResponse {
     let group = text(&request.group_id.0);
+    if let Err(e) = may_read_group(ctx, &group) {
+        return HeartbeatResponse::default().with_error_code(e.code());
+    }
     let code = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
         let result = s.groups().heartbeat(
             &group,
@@ -234,6 +255,9 @@ pub async fn heartbeat(ctx: &RequestContext, request: HeartbeatRequest) -> Heart
 pub async fn leave_group(ctx: &RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
     let version = ctx.version();
     let group = text(&request.group_id.0);
+    if let Err(e) = may_read_group(ctx, &group) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
+    }
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

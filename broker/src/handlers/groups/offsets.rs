@@ -23,9 +23,11 @@ use sluice_protocol::kafka_protocol::messages::{
 };
 
 use super::{not_coordinator, on_coordinator, opt_text, text, MAX_GROUP_ID};
+use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
 use crate::groups::service::{GroupOffsets, OffsetCommit, PartitionResults};
+use crate::handlers::transactions::may_read_group;
 use crate::metadata::str_bytes;
 use crate::shard::Shard;
 
@@ -80,22 +82,68 @@ fn codes(results: PartitionResults) -> Vec<Vec<i16>> {
         .collect()
 }
 
+/// Which topics of an answer's `shape` the principal may not do
+/// `operation` to.
+fn denied_topics(
+    ctx: &RequestContext,
+    shape: &[(TopicName, Vec<i32>)],
+    operation: i8,
+) -> Vec<bool> {
+    shape
+        .iter()
+        .map(|(name, _)| !ctx.allows(operation, resource::TOPIC, name))
+        .collect()
+}
+
+/// Codes for every topic of `shape`: TOPIC_AUTHORIZATION_FAILED for the
+/// denied ones, the next of `allowed` (the answers for the others, in
+/// order) for the rest.
+fn with_denied(
+    shape: &[(TopicName, Vec<i32>)],
+    denied: &[bool],
+    allowed: Vec<Vec<i16>>,
+) -> Vec<Vec<i16>> {
+    let refused = BrokerError::TopicAuthorizationFailed(String::new()).code();
+    let mut allowed = allowed.into_iter();
+    shape
+        .iter()
+        .zip(denied)
+        .map(|((_, ps), denied)| match denied {
+            true => vec![refused; ps.len()],
+            false => allowed
+                .next()
+                .unwrap_or_else(|| vec![not_coordinator(); ps.len()]),
+        })
+        .collect()
+}
+
 /// OffsetCommit: checks membership and generation, writes one WAL record
-/// for the request's offsets and answers once it is durable.
+/// for the request's offsets and answers once it is durable. Topics the
+/// principal may not READ are answered TOPIC_AUTHORIZATION_FAILED and not
+/// committed; a group it may not READ, GROUP_AUTHORIZATION_FAILED.
 pub async fn offset_commit(
     ctx: &RequestContext,
-    request: OffsetCommitRequest,
+    mut request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group = text(&request.group_id.0);
     // Per partition in request order: the error code.
     let shape: Vec<(TopicName, Vec<i32>)> = request_shape!(request.topics);
+    let denied = denied_topics(ctx, &shape, op::READ);
+    let mut is_denied = denied.iter();
+    request.topics.retain(|_| is_denied.next() == Some(&false));
     let codes: Vec<Vec<i16>> = if group.is_empty() || group.len() > MAX_GROUP_ID {
         let code = BrokerError::InvalidGroupId.code();
         shape.iter().map(|(_, ps)| vec![code; ps.len()]).collect()
-    } else {
-        let fallback: Vec<Vec<i16>> = shape
+    } else if let Err(e) = may_read_group(ctx, &group) {
+        shape
             .iter()
-            .map(|(_, ps)| vec![not_coordinator(); ps.len()])
+            .map(|(_, ps)| vec![e.code(); ps.len()])
+            .collect()
+    } else {
+        let fallback: Vec<Vec<i16>> = request
+            .topics
+            .iter()
+            .map(|t| vec![not_coordinator(); t.partitions.len()])
             .collect();
         let commit = OffsetCommit {
             member_id: text(&request.member_id),
@@ -103,7 +151,7 @@ pub async fn offset_commit(
             generation: request.generation_id_or_member_epoch,
             topics: commit_topics!(request.topics),
         };
-        on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
+        let committed = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
             let metadata = s.metadata();
             codes(
                 s.groups()
@@ -112,7 +160,8 @@ pub async fn offset_commit(
             )
         })
         .await
-        .unwrap_or(fallback)
+        .unwrap_or(fallback);
+        with_denied(&shape, &denied, committed)
     };
     let topics = shape
         .into_iter()
@@ -175,6 +224,45 @@ pub async fn offset_fetch(
 ) -> OffsetFetchResponse {
     let (shard, version) = (&ctx.shard, ctx.version());
     let meta = |m: Option<String>| Some(str_bytes(m.as_deref().unwrap_or("")));
+    // A group the principal may not DESCRIBE is refused whole; a topic it
+    // may not DESCRIBE is left out of "all topics" and answered
+    // TOPIC_AUTHORIZATION_FAILED when named.
+    let require_stable = request.require_stable;
+    let fetch = |group: String, topics: Option<Vec<(String, Vec<i32>)>>| async move {
+        if !ctx.allows(op::DESCRIBE, resource::GROUP, &group) {
+            return Err(BrokerError::GroupAuthorizationFailed(String::new()).code());
+        }
+        let all = topics.is_none();
+        let (mut found, unstable) = fetch_offsets(shard, group, topics, require_stable).await?;
+        let refused = BrokerError::TopicAuthorizationFailed(String::new()).code();
+        found.retain_mut(|(topic, partitions)| {
+            if ctx.allows(op::DESCRIBE, resource::TOPIC, topic) {
+                return true;
+            }
+            for p in partitions.iter_mut() {
+                p.1 = -1;
+                p.3 = None;
+            }
+            !all
+        });
+        let denied: std::collections::HashSet<String> = found
+            .iter()
+            .filter(|(t, _)| !ctx.allows(op::DESCRIBE, resource::TOPIC, t))
+            .map(|(t, _)| t.clone())
+            .collect();
+        Ok((found, unstable, denied, refused))
+    };
+    let code = |denied: &std::collections::HashSet<String>,
+                refused: i16,
+                unstable: &Unstable,
+                topic: &str,
+                p: i32| {
+        if denied.contains(topic) {
+            refused
+        } else {
+            stability(unstable, topic, p)
+        }
+    };
     if version < 8 {
         let topics = request.topics.map(|ts| {
             ts.into_iter()
@@ -183,8 +271,8 @@ pub async fn offset_fetch(
         });
         let mut response = OffsetFetchResponse::default();
         let group = text(&request.group_id.0);
-        match fetch_offsets(shard, group, topics, request.require_stable).await {
-            Ok((found, unstable)) => {
+        match fetch(group, topics).await {
+            Ok((found, unstable, denied, refused)) => {
                 response = response.with_topics(
                     found
                         .into_iter()
@@ -196,7 +284,9 @@ pub async fn offset_fetch(
                                         .into_iter()
                                         .map(|(p, offset, epoch, m)| {
                                             OffsetFetchResponsePartition::default()
-                                                .with_error_code(stability(&unstable, &topic, p))
+                                                .with_error_code(code(
+                                                    &denied, refused, &unstable, &topic, p,
+                                                ))
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
@@ -226,8 +316,8 @@ pub async fn offset_fetch(
                 .collect()
         });
         let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-        match fetch_offsets(shard, text(&g.group_id.0), topics, request.require_stable).await {
-            Ok((found, unstable)) => {
+        match fetch(text(&g.group_id.0), topics).await {
+            Ok((found, unstable, denied, refused)) => {
                 out = out.with_topics(
                     found
                         .into_iter()
@@ -239,7 +329,9 @@ pub async fn offset_fetch(
                                         .into_iter()
                                         .map(|(p, offset, epoch, m)| {
                                             OffsetFetchResponsePartitions::default()
-                                                .with_error_code(stability(&unstable, &topic, p))
+                                                .with_error_code(code(
+                                                    &denied, refused, &unstable, &topic, p,
+                                                ))
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
@@ -264,10 +356,17 @@ pub async fn offset_delete(
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = text(&request.group_id.0);
+    if !ctx.allows(op::DELETE, resource::GROUP, &group) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(BrokerError::GroupAuthorizationFailed(String::new()).code());
+    }
     let shape: Vec<(TopicName, Vec<i32>)> = request_shape!(request.topics);
+    let denied = denied_topics(ctx, &shape, op::READ);
     let asked: Vec<(String, Vec<i32>)> = shape
         .iter()
-        .map(|(name, partitions)| (name.0.to_string(), partitions.clone()))
+        .zip(&denied)
+        .filter(|(_, denied)| !**denied)
+        .map(|((name, partitions), _)| (name.0.to_string(), partitions.clone()))
         .collect();
     let outcome = on_coordinator(&ctx.shard, &group.clone(), move |s| async move {
         let metadata = s.metadata();
@@ -280,7 +379,7 @@ pub async fn offset_delete(
     .await
     .unwrap_or_else(|| Err(not_coordinator()));
     let codes = match outcome {
-        Ok(codes) => codes,
+        Ok(codes) => with_denied(&shape, &denied, codes),
         Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
     };
     let topics = shape
