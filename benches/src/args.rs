@@ -64,6 +64,10 @@ pub struct Opts {
     /// Topic to produce to or consume from.
     #[arg(long, default_value = "sluice-bench")]
     pub topic: String,
+    /// A librdkafka setting for every client of the run (repeatable), as
+    /// kcat's -X: `--client-config security.protocol=SASL_SSL`.
+    #[arg(long = "client-config", value_name = "KEY=VALUE")]
+    pub client_configs: Vec<String>,
     /// Partitions of the topic when `--create` creates it.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,

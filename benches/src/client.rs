@@ -42,11 +42,24 @@ pub fn log_to_stderr(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
     }
 }
 
+/// A client configuration with `--bootstrap` and every `--client-config`.
+fn base_config(o: &Opts) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &o.bootstrap);
+    for setting in &o.client_configs {
+        match setting.split_once('=') {
+            Some((key, value)) => c.set(key, value),
+            // clap cannot say it; librdkafka will refuse the empty key.
+            None => c.set(setting, ""),
+        };
+    }
+    c
+}
+
 /// Producer configuration from the flags.
 pub fn producer_config(o: &Opts) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &o.bootstrap)
-        .set("client.id", "sluice-bench")
+    let mut c = base_config(o);
+    c.set("client.id", "sluice-bench")
         .set("acks", o.acks.as_config())
         .set("linger.ms", o.linger_ms.to_string())
         .set("batch.size", o.batch_bytes.to_string())
@@ -66,9 +79,8 @@ pub fn producer_config(o: &Opts) -> ClientConfig {
 /// Consumer configuration: librdkafka needs a group.id even for `assign`;
 /// offsets are never committed.
 pub fn consumer_config(o: &Opts, group: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &o.bootstrap)
-        .set("client.id", "sluice-bench")
+    let mut c = base_config(o);
+    c.set("client.id", "sluice-bench")
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -87,9 +99,8 @@ pub fn consumer(o: &Opts, group: &str) -> Result<BaseConsumer<BenchContext>> {
 /// a topic that already exists is fine.
 pub fn create_topic(o: &Opts) -> Result<()> {
     let admin: AdminClient<BenchContext> = {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &o.bootstrap);
-        c.create_with_context(BenchContext)
+        base_config(o)
+            .create_with_context(BenchContext)
             .map_err(|e| format!("cannot create admin client: {e}"))?
     };
     let mut topic = NewTopic::new(&o.topic, o.partitions, TopicReplication::Fixed(1));

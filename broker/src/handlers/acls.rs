@@ -26,6 +26,29 @@ use crate::shard_id::ShardId;
 
 const DENIED: &str = "the principal may not manage ACLs (ALTER on the cluster)";
 
+/// `change` on the controller, or `count` refusals when `denied`.
+async fn on_controller<T, F, Fut>(
+    ctx: &RequestContext,
+    count: usize,
+    denied: bool,
+    change: F,
+) -> Vec<Result<T, BrokerError>>
+where
+    T: Send + 'static,
+    F: FnOnce(std::rc::Rc<crate::shard::Shard>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<Result<T, BrokerError>>> + 'static,
+{
+    if denied {
+        return (0..count)
+            .map(|_| Err(BrokerError::ClusterAuthorizationFailed(DENIED.into())))
+            .collect();
+    }
+    ctx.shard
+        .call(ShardId::CONTROLLER, change)
+        .await
+        .unwrap_or_else(|| (0..count).map(|_| Err(BrokerError::ShuttingDown)).collect())
+}
+
 /// CreateAcls: each ACL created, or why not.
 pub async fn create_acls(ctx: &RequestContext, request: CreateAclsRequest) -> CreateAclsResponse {
     let denied = !ctx.allows_cluster(op::ALTER);
@@ -43,16 +66,7 @@ pub async fn create_acls(ctx: &RequestContext, request: CreateAclsRequest) -> Cr
         })
         .collect();
     let count = acls.len();
-    let results = if denied {
-        (0..count)
-            .map(|_| Err(BrokerError::ClusterAuthorizationFailed(DENIED.into())))
-            .collect()
-    } else {
-        ctx.shard
-            .call(ShardId::CONTROLLER, move |s| security::create_acls(s, acls))
-            .await
-            .unwrap_or_else(|| (0..count).map(|_| Err(BrokerError::ShuttingDown)).collect())
-    };
+    let results = on_controller(ctx, count, denied, move |s| security::create_acls(s, acls)).await;
     CreateAclsResponse::default().with_results(
         results
             .into_iter()
@@ -135,18 +149,11 @@ pub async fn delete_acls(ctx: &RequestContext, request: DeleteAclsRequest) -> De
         })
         .collect();
     let count = filters.len();
-    let results = if !ctx.allows_cluster(op::ALTER) {
-        (0..count)
-            .map(|_| Err(BrokerError::ClusterAuthorizationFailed(DENIED.into())))
-            .collect()
-    } else {
-        ctx.shard
-            .call(ShardId::CONTROLLER, move |s| {
-                security::delete_acls(s, filters)
-            })
-            .await
-            .unwrap_or_else(|| (0..count).map(|_| Err(BrokerError::ShuttingDown)).collect())
-    };
+    let denied = !ctx.allows_cluster(op::ALTER);
+    let results = on_controller(ctx, count, denied, move |s| {
+        security::delete_acls(s, filters)
+    })
+    .await;
     DeleteAclsResponse::default().with_filter_results(
         results
             .into_iter()

@@ -120,7 +120,7 @@ pub async fn create_acls(shard: Rc<Shard>, acls: Vec<Acl>) -> Vec<Result<(), Bro
             .collect();
     };
     let mut next = (*shard.security()).clone();
-    let mut results: Vec<Result<(), BrokerError>> = acls
+    let results: Vec<Result<(), BrokerError>> = acls
         .into_iter()
         .map(|acl| {
             if let Some(why) = acl.invalid() {
@@ -136,16 +136,31 @@ pub async fn create_acls(shard: Rc<Shard>, acls: Vec<Acl>) -> Vec<Result<(), Bro
             Ok(())
         })
         .collect();
-    if results.iter().any(Result::is_ok) {
-        if let Err(e) = publish(&shard, next).await {
-            tracing::error!(error = e, "creating ACLs failed");
-            results = results
+    let changed = results.iter().any(Result::is_ok);
+    publish_acls(&shard, next, changed, results).await
+}
+
+/// Publishes `next` if `changed`; when that fails every result becomes the
+/// storage error.
+async fn publish_acls<T>(
+    shard: &Rc<Shard>,
+    next: Store,
+    changed: bool,
+    results: Vec<Result<T, BrokerError>>,
+) -> Vec<Result<T, BrokerError>> {
+    if !changed {
+        return results;
+    }
+    match publish(shard, next).await {
+        Ok(()) => results,
+        Err(e) => {
+            tracing::error!(error = e, "changing ACLs failed");
+            results
                 .into_iter()
                 .map(|_| Err(BrokerError::Storage(e.clone())))
-                .collect();
+                .collect()
         }
     }
-    results
 }
 
 /// DeleteAcls on the controller: per filter, the ACLs it matched and
@@ -161,7 +176,7 @@ pub async fn delete_acls(
             .collect();
     };
     let mut next = (*shard.security()).clone();
-    let mut results: Vec<Result<Vec<Acl>, BrokerError>> = filters
+    let results: Vec<Result<Vec<Acl>, BrokerError>> = filters
         .iter()
         .map(|filter| {
             if let Some(why) = filter.invalid() {
@@ -180,19 +195,10 @@ pub async fn delete_acls(
             Ok(matched)
         })
         .collect();
-    if results
+    let changed = results
         .iter()
-        .any(|r| r.as_ref().is_ok_and(|m| !m.is_empty()))
-    {
-        if let Err(e) = publish(&shard, next).await {
-            tracing::error!(error = e, "deleting ACLs failed");
-            results = results
-                .into_iter()
-                .map(|_| Err(BrokerError::Storage(e.clone())))
-                .collect();
-        }
-    }
-    results
+        .any(|r| r.as_ref().is_ok_and(|m| !m.is_empty()));
+    publish_acls(&shard, next, changed, results).await
 }
 
 fn apply(store: &mut Store, change: &CredentialChange) -> Result<(), BrokerError> {
