@@ -348,3 +348,24 @@ fn a_principal_without_acls_is_refused_until_acls_allow_it() {
     assert_eq!(produce_code(&mut bob, "orders"), 0);
     assert_eq!(fetch_code(&mut bob, "orders"), TOPIC_AUTHORIZATION_FAILED);
 }
+
+/// Independent clients: `tests/clients/acls_clients.py` manages ACLs with
+/// confluent-kafka's admin API and is refused, then allowed, as bob through
+/// kafka-python.
+#[test]
+fn independent_clients_manage_acls_and_are_held_to_them() {
+    let dir = DataDir::new("acls-python");
+    bootstrap_user(dir.path(), "alice", "alice-secret");
+    let broker = Broker::start_listeners(
+        dir.path(),
+        2,
+        &["SASL_PLAINTEXT"],
+        &["--authorizer", "acl", "--super-users", "User:alice"],
+    );
+    crate::admin_clients::run_client_script(
+        &broker,
+        "acls_clients.py",
+        &[broker.listener("SASL_PLAINTEXT")],
+        "acls clients: ok",
+    );
+}
