@@ -62,6 +62,11 @@ pub struct ServeArgs {
     /// connections.max.reauth.ms).
     #[arg(long, default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
+    /// Incremental fetch sessions (KIP-227) kept, all shards together
+    /// (Kafka's max.incremental.fetch.session.cache.slots); 0: none, every
+    /// fetch is full.
+    #[arg(long, default_value_t = 1000)]
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// The authorizer (Kafka's authorizer.class.name): `none` allows
     /// every principal everything; `acl` enforces the ACLs of CreateAcls.
     #[arg(long, default_value = "none")]

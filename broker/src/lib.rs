@@ -25,6 +25,7 @@ pub mod context;
 pub mod controller;
 pub mod crash;
 pub mod error;
+pub mod fetch_sessions;
 pub mod frames;
 pub mod groups;
 pub mod handlers;

@@ -46,6 +46,7 @@ pub struct Shard {
     metadata: RefCell<Arc<Metadata>>,
     security: RefCell<Arc<Store>>,
     authorization: crate::authorizer::Settings,
+    fetch_sessions: RefCell<crate::fetch_sessions::FetchSessions>,
     tls: RefCell<Option<TlsAcceptor>>,
     log: Rc<Log>,
     groups: Rc<GroupService>,
@@ -89,6 +90,13 @@ impl Shard {
                     ..Default::default()
                 }
             }),
+            fetch_sessions: RefCell::new(crate::fetch_sessions::FetchSessions::new(
+                shard_config
+                    .max_incremental_fetch_session_cache_slots
+                    .div_ceil(peers.len().max(1)),
+                // Ids of different shards start far apart.
+                (id.index() as i64 * (i32::MAX as i64 / peers.len().max(1) as i64) + 1) as i32,
+            )),
             tls: RefCell::default(),
             log,
             groups,
@@ -134,6 +142,11 @@ impl Shard {
     /// ACLs).
     pub fn security(&self) -> Arc<Store> {
         self.security.borrow().clone()
+    }
+
+    /// This shard's incremental fetch sessions.
+    pub fn fetch_sessions(&self) -> &RefCell<crate::fetch_sessions::FetchSessions> {
+        &self.fetch_sessions
     }
 
     /// The authorizer's settings.

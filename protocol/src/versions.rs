@@ -324,6 +324,13 @@ mod tests {
             (ApiKey::DescribeTransactions, 0, 0),
             (ApiKey::ListTransactions, 0, 1),
             (ApiKey::DescribeProducers, 0, 0),
+            (ApiKey::SaslHandshake, 1, 1),
+            (ApiKey::SaslAuthenticate, 0, 2),
+            (ApiKey::DescribeUserScramCredentials, 0, 0),
+            (ApiKey::AlterUserScramCredentials, 0, 0),
+            (ApiKey::CreateAcls, 1, 3),
+            (ApiKey::DescribeAcls, 1, 3),
+            (ApiKey::DeleteAcls, 1, 3),
         ];
         let table: Vec<_> = SUPPORTED_APIS
             .iter()

@@ -36,6 +36,7 @@ mod crash_only;
 mod disk_full;
 mod durability;
 mod features;
+mod fetch_sessions;
 mod fuzz;
 mod hostile;
 mod limits;

@@ -15,7 +15,9 @@
 //! what was read, so the consumer drops their records; read_uncommitted
 //! reads up to the high watermark, as before.
 //!
-//! Sessionless full fetches only: the answer always carries session id 0.
+//! Incremental fetch sessions (KIP-227, v7+) are `crate::fetch_sessions`:
+//! a continued session's request is widened to all its partitions before
+//! the read, and its answer narrowed to the partitions with news after.
 
 use std::time::Instant;
 
@@ -30,6 +32,7 @@ use sluice_protocol::kafka_protocol::messages::{
 use crate::authorizer::{op, resource};
 use crate::context::RequestContext;
 use crate::error::BrokerError;
+use crate::fetch_sessions::Plan;
 use crate::log::{AbortedTxn, Fetched, PartitionKey, ReadRange};
 use crate::router::{scatter_slots, Slot};
 use crate::shard_id::ShardId;
@@ -70,8 +73,16 @@ impl PartitionRead {
 }
 
 /// Answers a Fetch request.
-pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+pub async fn handle(ctx: &RequestContext, mut request: FetchRequest) -> FetchResponse {
     let (shard, version) = (&ctx.shard, ctx.version());
+    let plan = if version >= 7 {
+        match shard.fetch_sessions().borrow_mut().begin(&mut request) {
+            Ok(plan) => plan,
+            Err(code) => return FetchResponse::default().with_error_code(code),
+        }
+    } else {
+        Plan::Sessionless
+    };
     let deadline = Instant::now() + wire_millis(request.max_wait_ms, 30_000);
     let by_id = version >= 13;
     // Before v3 a request has no limit of its own.
@@ -240,8 +251,12 @@ pub async fn handle(ctx: &RequestContext, request: FetchRequest) -> FetchRespons
                 .with_records(Some(d.records)),
         );
     }
+    shard
+        .fetch_sessions()
+        .borrow_mut()
+        .finish(plan, &mut topics);
     FetchResponse::default()
-        .with_session_id(0)
+        .with_session_id(plan.session_id())
         .with_responses(topics)
 }
 
