@@ -37,6 +37,9 @@ pub enum Command {
     Consume(Opts),
     /// Produce and consume at once; latency is send to receipt by the consumer.
     E2e(Opts),
+    /// Metadata requests for the topic, one at a time (`--messages`, 100 by
+    /// default); latency is request to parsed answer.
+    Metadata(Opts),
     /// Measure this machine's limits to read the broker's figures against:
     /// O_DIRECT write bandwidth, 4 KiB write + fdatasync latency, loopback
     /// TCP bandwidth.
@@ -50,6 +53,7 @@ impl Command {
             Command::Produce(_) => "produce",
             Command::Consume(_) => "consume",
             Command::E2e(_) => "e2e",
+            Command::Metadata(_) => "metadata",
             Command::Baseline(_) => "baseline",
         }
     }
@@ -276,7 +280,9 @@ mod tests {
     /// The flags of a broker subcommand.
     fn broker_opts(command: &Command) -> Option<&Opts> {
         match command {
-            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) => Some(o),
+            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) | Command::Metadata(o) => {
+                Some(o)
+            }
             Command::Baseline(_) => None,
         }
     }

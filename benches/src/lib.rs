@@ -11,6 +11,7 @@ pub mod baseline;
 pub mod client;
 pub mod consume;
 pub mod e2e;
+pub mod metadata;
 pub mod payload;
 pub mod produce;
 pub mod report;

@@ -1,4 +1,4 @@
-//! sluice-bench: `produce | consume | e2e` against any Kafka-compatible
+//! sluice-bench: `produce | consume | e2e | metadata` against any Kafka-compatible
 //! broker, and `baseline` for this machine's own limits. See
 //! `sluice-bench --help`; the logic lives in the library
 //! (`benches/src/lib.rs`).
@@ -7,7 +7,7 @@ use clap::Parser;
 use sluice_bench::args::{Cli, Command, Opts};
 use sluice_bench::client::Result;
 use sluice_bench::report::Report;
-use sluice_bench::{baseline, client, consume, e2e, payload, produce};
+use sluice_bench::{baseline, client, consume, e2e, metadata, payload, produce};
 
 fn main() {
     let cli = Cli::parse();
@@ -15,6 +15,7 @@ fn main() {
         Command::Produce(o) => against_broker(o, produce::report),
         Command::Consume(o) => against_broker(o, consume::run),
         Command::E2e(o) => against_broker(o, e2e::run),
+        Command::Metadata(o) => against_broker(o, metadata::run),
         Command::Baseline(o) => baseline::run(o).map(|report| Output {
             text: report.text(),
             json: o.json.then(|| report.json()),
