@@ -24,6 +24,22 @@ use crate::metadata::str_bytes;
 use crate::security;
 use crate::shard_id::ShardId;
 
+/// The filter of a DescribeAcls request or of a DeleteAcls filter (two
+/// types with the same fields).
+macro_rules! acl_filter {
+    ($f:expr) => {
+        AclFilter {
+            resource_type: $f.resource_type_filter,
+            resource_name: $f.resource_name_filter.map(|s| s.to_string()),
+            pattern_type: $f.pattern_type_filter,
+            principal: $f.principal_filter.map(|s| s.to_string()),
+            host: $f.host_filter.map(|s| s.to_string()),
+            operation: $f.operation,
+            permission: $f.permission_type,
+        }
+    };
+}
+
 const DENIED: &str = "the principal may not manage ACLs (ALTER on the cluster)";
 
 /// `change` on the controller, or `count` refusals when `denied`.
@@ -89,15 +105,7 @@ pub fn describe_acls(ctx: &RequestContext, request: DescribeAclsRequest) -> Desc
                 "the principal may not describe ACLs (DESCRIBE on the cluster)",
             )));
     }
-    let filter = AclFilter {
-        resource_type: request.resource_type_filter,
-        resource_name: request.resource_name_filter.map(|s| s.to_string()),
-        pattern_type: request.pattern_type_filter,
-        principal: request.principal_filter.map(|s| s.to_string()),
-        host: request.host_filter.map(|s| s.to_string()),
-        operation: request.operation,
-        permission: request.permission_type,
-    };
+    let filter = acl_filter!(request);
     if let Some(why) = filter.invalid() {
         return DescribeAclsResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code())
@@ -138,15 +146,7 @@ pub async fn delete_acls(ctx: &RequestContext, request: DeleteAclsRequest) -> De
     let filters: Vec<AclFilter> = request
         .filters
         .into_iter()
-        .map(|f| AclFilter {
-            resource_type: f.resource_type_filter,
-            resource_name: f.resource_name_filter.map(|s| s.to_string()),
-            pattern_type: f.pattern_type_filter,
-            principal: f.principal_filter.map(|s| s.to_string()),
-            host: f.host_filter.map(|s| s.to_string()),
-            operation: f.operation,
-            permission: f.permission_type,
-        })
+        .map(|f| acl_filter!(f))
         .collect();
     let count = filters.len();
     let denied = !ctx.allows_cluster(op::ALTER);

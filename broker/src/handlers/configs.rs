@@ -255,6 +255,18 @@ fn refusal(
     }
 }
 
+/// Whether the principal may alter the configs of the resource, and
+/// whether they can be altered at all (only topics' can).
+fn alterable(ctx: &RequestContext, resource_type: i8, name: &str) -> Result<(), BrokerError> {
+    if let Some(e) = refusal(ctx, resource_type, name, op::ALTER_CONFIGS) {
+        return Err(e);
+    }
+    if resource_type != RESOURCE_TOPIC {
+        return Err(not_a_topic(resource_type));
+    }
+    Ok(())
+}
+
 /// A resource other than a topic (broker configs are set by flags).
 fn not_a_topic(resource_type: i8) -> BrokerError {
     match resource_type {
@@ -275,17 +287,7 @@ pub async fn alter_configs(
         .resources
         .iter()
         .map(|res| {
-            if let Some(e) = refusal(
-                ctx,
-                res.resource_type,
-                &res.resource_name,
-                op::ALTER_CONFIGS,
-            ) {
-                return Err(e);
-            }
-            if res.resource_type != RESOURCE_TOPIC {
-                return Err(not_a_topic(res.resource_type));
-            }
+            alterable(ctx, res.resource_type, &res.resource_name)?;
             Ok(TopicConfigChanges {
                 topic: res.resource_name.to_string(),
                 replace: true,
@@ -333,17 +335,7 @@ pub async fn incremental_alter_configs(
         .resources
         .iter()
         .map(|res| {
-            if let Some(e) = refusal(
-                ctx,
-                res.resource_type,
-                &res.resource_name,
-                op::ALTER_CONFIGS,
-            ) {
-                return Err(e);
-            }
-            if res.resource_type != RESOURCE_TOPIC {
-                return Err(not_a_topic(res.resource_type));
-            }
+            alterable(ctx, res.resource_type, &res.resource_name)?;
             let changes = res
                 .configs
                 .iter()
