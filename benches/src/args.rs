@@ -40,6 +40,14 @@ pub enum Command {
     /// Metadata requests for the topic, one at a time (`--messages`, 100 by
     /// default); latency is request to parsed answer.
     Metadata(Opts),
+    /// Time a consumer group over the topic to settle: `--members`
+    /// consumers join (until their assignments cover every partition),
+    /// then one leaves (until the rest cover them again).
+    Rebalance(Opts),
+    /// Run the named scenarios of the benchmark table, each against a
+    /// fresh broker this command starts, and print the table with each
+    /// target met or not.
+    Suite(crate::suite::SuiteOpts),
     /// Measure this machine's limits to read the broker's figures against:
     /// O_DIRECT write bandwidth, 4 KiB write + fdatasync latency, loopback
     /// TCP bandwidth.
@@ -54,6 +62,8 @@ impl Command {
             Command::Consume(_) => "consume",
             Command::E2e(_) => "e2e",
             Command::Metadata(_) => "metadata",
+            Command::Rebalance(_) => "rebalance",
+            Command::Suite(_) => "suite",
             Command::Baseline(_) => "baseline",
         }
     }
@@ -121,6 +131,10 @@ pub struct Opts {
     /// producers), latency measured from each message's scheduled time.
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
+    /// Consumers in the group (`rebalance`).
+    #[arg(long, default_value_t = 10, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub members: u32,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -280,10 +294,12 @@ mod tests {
     /// The flags of a broker subcommand.
     fn broker_opts(command: &Command) -> Option<&Opts> {
         match command {
-            Command::Produce(o) | Command::Consume(o) | Command::E2e(o) | Command::Metadata(o) => {
-                Some(o)
-            }
-            Command::Baseline(_) => None,
+            Command::Produce(o)
+            | Command::Consume(o)
+            | Command::E2e(o)
+            | Command::Metadata(o)
+            | Command::Rebalance(o) => Some(o),
+            Command::Baseline(_) | Command::Suite(_) => None,
         }
     }
 

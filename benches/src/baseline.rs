@@ -3,6 +3,8 @@
 //!
 //! - sequential O_DIRECT write bandwidth (1 MiB blocks, 8 in flight, one
 //!   `fdatasync` at the end): the ceiling of durable produce;
+//! - sequential O_DIRECT read bandwidth of the same file (1 MiB blocks, 8
+//!   in flight): the ceiling of a consumer reading what is not in memory;
 //! - the latency of a 4 KiB O_DIRECT write + `fdatasync` at increasing
 //!   offsets: the floor under every acks=all produce;
 //! - loopback TCP bandwidth (1 MiB writes, one sender thread, one reader):
@@ -62,6 +64,8 @@ pub struct BaselineReport {
     pub dir: PathBuf,
     /// Sequential O_DIRECT writes, fdatasync included.
     pub disk_write: Bandwidth,
+    /// Sequential O_DIRECT reads of what was written.
+    pub disk_read: Bandwidth,
     /// Number of 4 KiB write + fdatasync samples.
     pub syncs: u64,
     pub sync_latency: Percentiles,
@@ -75,6 +79,7 @@ impl BaselineReport {
             "baseline in {}:\n  \
              disk write, O_DIRECT {} MiB blocks x{DEPTH} in flight, one fdatasync: \
              {:.2} MB/s ({} MB in {:.2} s)\n  \
+             disk read, O_DIRECT {} MiB blocks x{DEPTH} in flight: {:.2} MB/s\n  \
              {} KiB O_DIRECT write + fdatasync, {} times: {}\n  \
              loopback TCP, {} MiB writes: {:.2} MB/s, {:.2} Gbit/s ({} MB in {:.2} s)",
             self.dir.display(),
@@ -82,6 +87,8 @@ impl BaselineReport {
             d.mb_per_sec(),
             d.bytes / MIB,
             d.elapsed.as_secs_f64(),
+            BLOCK >> 20,
+            self.disk_read.mb_per_sec(),
             SYNC_WRITE >> 10,
             self.syncs,
             fmt_percentiles(&self.sync_latency),
@@ -101,6 +108,7 @@ impl BaselineReport {
         j.uint("disk_bytes", d.bytes);
         j.float("disk_elapsed_s", d.elapsed.as_secs_f64());
         j.float("disk_mb_per_sec", d.mb_per_sec());
+        j.float("disk_read_mb_per_sec", self.disk_read.mb_per_sec());
         j.uint("syncs", self.syncs);
         percentiles_json(&mut j, "sync_", &self.sync_latency);
         j.uint("tcp_bytes", t.bytes);
@@ -121,6 +129,8 @@ pub fn run(o: &BaselineOpts) -> Result<BaselineReport> {
         scratch.file.display()
     );
     let disk_write = write_bandwidth(&scratch.file, o.disk_bytes())?;
+    eprintln!("baseline: reading it back with O_DIRECT");
+    let disk_read = read_bandwidth(&scratch.file, o.disk_bytes())?;
     eprintln!(
         "baseline: {} x {} KiB write + fdatasync",
         o.syncs,
@@ -136,6 +146,7 @@ pub fn run(o: &BaselineOpts) -> Result<BaselineReport> {
     Ok(BaselineReport {
         dir: o.dir.clone(),
         disk_write,
+        disk_read,
         syncs: o.syncs,
         sync_latency,
         tcp,
@@ -203,35 +214,69 @@ fn write_bandwidth(path: &Path, bytes: u64) -> Result<Bandwidth> {
     let file = open_direct(path)?;
     let blocks = bytes / MIB;
     // Filled before the clock starts, one buffer per thread.
-    let buffers: Vec<AlignedBuf> = (0..DEPTH)
+    let mut buffers: Vec<AlignedBuf> = (0..DEPTH)
         .map(|lane| AlignedBuf::new(BLOCK, lane as u64 + 1))
         .collect();
-    let next = AtomicU64::new(0);
     let started = Instant::now();
+    in_lanes(&mut buffers, blocks, |buf, block| {
+        file.write_all_at(buf.as_slice(), block * MIB)
+            .map_err(|e| io_error("writing", path, block * MIB, e))
+    })?;
+    file.sync_data()
+        .map_err(|e| format!("fdatasync of {}: {e}", path.display()))?;
+    Ok(Bandwidth {
+        bytes: blocks * MIB,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Runs `op(buffer, block)` for every block below `blocks`: one thread per
+/// buffer, each with one operation in flight taking the next block.
+fn in_lanes(
+    buffers: &mut [AlignedBuf],
+    blocks: u64,
+    op: impl Fn(&mut AlignedBuf, u64) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = AtomicU64::new(0);
     std::thread::scope(|s| {
         let lanes: Vec<_> = buffers
-            .iter()
+            .iter_mut()
             .map(|buf| {
-                let (file, next) = (&file, &next);
+                let (next, op) = (&next, &op);
                 s.spawn(move || -> Result<()> {
                     loop {
                         let block = next.fetch_add(1, Ordering::Relaxed);
                         if block >= blocks {
                             return Ok(());
                         }
-                        file.write_all_at(buf.as_slice(), block * MIB)
-                            .map_err(|e| io_error("writing", path, block * MIB, e))?;
+                        op(buf, block)?;
                     }
                 })
             })
             .collect();
         lanes.into_iter().try_for_each(|lane| {
             lane.join()
-                .unwrap_or_else(|_| Err("a writer thread panicked".into()))
+                .unwrap_or_else(|_| Err("an I/O thread panicked".into()))
         })
+    })
+}
+
+/// Reads the first `bytes` (whole MiB) of `path` sequentially in 1 MiB
+/// blocks with O_DIRECT, [`DEPTH`] threads each with one `pread` in flight
+/// taking the next block.
+fn read_bandwidth(path: &Path, bytes: u64) -> Result<Bandwidth> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .map_err(|e| format!("opening {} with O_DIRECT: {e}", path.display()))?;
+    let blocks = bytes / MIB;
+    let mut buffers: Vec<AlignedBuf> = (0..DEPTH).map(|_| AlignedBuf::new(BLOCK, 0)).collect();
+    let started = Instant::now();
+    in_lanes(&mut buffers, blocks, |buf, block| {
+        file.read_exact_at(buf.as_mut_slice(), block * MIB)
+            .map_err(|e| io_error("reading", path, block * MIB, e))
     })?;
-    file.sync_data()
-        .map_err(|e| format!("fdatasync of {}: {e}", path.display()))?;
     Ok(Bandwidth {
         bytes: blocks * MIB,
         elapsed: started.elapsed(),
@@ -342,6 +387,10 @@ impl AlignedBuf {
     fn as_slice(&self) -> &[u8] {
         &self.bytes[self.start..self.start + self.len]
     }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +403,10 @@ mod tests {
             disk_write: Bandwidth {
                 bytes: 1 << 30,
                 elapsed: Duration::from_millis(500),
+            },
+            disk_read: Bandwidth {
+                bytes: 1 << 30,
+                elapsed: Duration::from_millis(250),
             },
             syncs: 2000,
             sync_latency: Percentiles {
@@ -381,6 +434,10 @@ mod tests {
         let t = r.text();
         assert!(
             t.contains("O_DIRECT 1 MiB blocks x8 in flight, one fdatasync: 2048.00 MB/s (1024 MB in 0.50 s)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("disk read, O_DIRECT 1 MiB blocks x8 in flight: 4096.00 MB/s"),
             "{t}"
         );
         assert!(

@@ -14,8 +14,10 @@ pub mod e2e;
 pub mod metadata;
 pub mod payload;
 pub mod produce;
+pub mod rebalance;
 pub mod report;
 pub mod stats;
+pub mod suite;
 pub mod verify;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

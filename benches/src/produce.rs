@@ -40,7 +40,8 @@ pub struct ProduceOutcome {
     pub errors: u64,
     /// Send (or scheduled send) to delivery report.
     pub latency: LatencyHistogram,
-    /// From the first send to the last delivery report.
+    /// From the first send (once every producer is ready) to the last
+    /// delivery report.
     pub elapsed: Duration,
 }
 
@@ -133,11 +134,16 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<ProduceOutcome> {
     let threads = o.producers as u64;
-    let (total, deadline) = match o.limit() {
+    let (total, duration) = match o.limit() {
         Limit::Messages(n) => (Some(n), None),
-        Limit::Duration(d) => (None, Some(clock.epoch + d)),
+        Limit::Duration(d) => (None, Some(d)),
         Limit::Default => (Some(DEFAULT_MESSAGES), None),
     };
+    // Every producer is created and knows the topic before the first send:
+    // with many producers, the last ones would otherwise start behind their
+    // schedule and count their own start-up as the broker's latency.
+    let ready = std::sync::Barrier::new(o.producers as usize);
+    let started = std::sync::OnceLock::new();
     // Each thread offers rate / K, on its own schedule.
     let interval = o.rate.map(|r| Duration::from_secs_f64(threads as f64 / r));
     let config = client::producer_config(o);
@@ -146,7 +152,7 @@ pub fn run(
         let handles: Vec<_> = (0..o.producers)
             .map(|i| {
                 let quota = total.map(|n| n / threads + u64::from((i as u64) < n % threads));
-                let config = &config;
+                let (config, ready, started) = (&config, &ready, &started);
                 s.spawn(move || -> Result<LatencyHistogram> {
                     let ctx = DeliveryContext {
                         epoch: clock.epoch,
@@ -157,9 +163,19 @@ pub fn run(
                     if o.transaction_messages.is_some() {
                         config.set("transactional.id", format!("sluice-bench-{run_id}-{i}"));
                     }
-                    let producer: ThreadedProducer<DeliveryContext> = config
+                    let producer: Result<ThreadedProducer<DeliveryContext>> = config
                         .create_with_context(ctx)
-                        .map_err(|e| format!("cannot create producer: {e}"))?;
+                        .map_err(|e| format!("cannot create producer: {e}"));
+                    if let Ok(p) = &producer {
+                        // Warm-up only: a failure shows again at the first send.
+                        let _ = p
+                            .client()
+                            .fetch_metadata(Some(&o.topic), client::REQUEST_TIMEOUT);
+                    }
+                    ready.wait();
+                    let producer = producer?;
+                    let start = *started.get_or_init(Instant::now);
+                    let deadline = duration.map(|d| start + d);
                     let transaction = Transaction::begin(&producer, o.transaction_messages)?;
                     let mut buf = payload::new_buffer(o.size as usize);
                     let producer_id = payload::producer_id(run_id, i);
@@ -170,7 +186,7 @@ pub fn run(
                         }
                         let scheduled = match interval {
                             Some(iv) => {
-                                let at = clock.epoch + iv.mul_f64(seq as f64);
+                                let at = start + iv.mul_f64(seq as f64);
                                 let now = Instant::now();
                                 if at > now {
                                     std::thread::sleep(at - now);
@@ -220,7 +236,7 @@ pub fn run(
             })
             .collect()
     });
-    let elapsed = clock.epoch.elapsed();
+    let elapsed = started.get().map_or(Duration::ZERO, Instant::elapsed);
 
     let mut latency = LatencyHistogram::new();
     for r in results {

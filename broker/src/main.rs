@@ -8,9 +8,12 @@ use clap::{Parser, Subcommand};
 
 use sluice::config::ServeArgs;
 
-/// Lazily mapped huge allocations: see `sluice::alloc`.
+/// Lazily mapped huge allocations (see `sluice::alloc`), and direct-I/O
+/// buffers beyond glommio's registered memory reused per shard (see
+/// `sluice_wal_core::buffer_pool`).
 #[global_allocator]
-static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
+static ALLOC: sluice_wal_core::buffer_pool::PooledDmaAlloc<sluice::alloc::LazyLargeAlloc> =
+    sluice_wal_core::buffer_pool::PooledDmaAlloc::new(sluice::alloc::LazyLargeAlloc);
 
 #[derive(Parser)]
 #[command(

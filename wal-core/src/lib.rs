@@ -6,6 +6,7 @@
 //! frames back by position ([`reader`]). Everything runs inside one glommio
 //! executor.
 
+pub mod buffer_pool;
 pub mod error;
 pub mod format;
 pub mod histogram;

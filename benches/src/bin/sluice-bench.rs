@@ -1,5 +1,6 @@
-//! sluice-bench: `produce | consume | e2e | metadata` against any Kafka-compatible
-//! broker, and `baseline` for this machine's own limits. See
+//! sluice-bench: `produce | consume | e2e | metadata | rebalance` against any Kafka-compatible
+//! broker, `baseline` for this machine's own limits, and `suite` for the
+//! whole benchmark table against brokers it starts. See
 //! `sluice-bench --help`; the logic lives in the library
 //! (`benches/src/lib.rs`).
 
@@ -7,7 +8,7 @@ use clap::Parser;
 use sluice_bench::args::{Cli, Command, Opts};
 use sluice_bench::client::Result;
 use sluice_bench::report::Report;
-use sluice_bench::{baseline, client, consume, e2e, metadata, payload, produce};
+use sluice_bench::{baseline, client, consume, e2e, metadata, payload, produce, rebalance, suite};
 
 fn main() {
     let cli = Cli::parse();
@@ -16,6 +17,19 @@ fn main() {
         Command::Consume(o) => against_broker(o, consume::run),
         Command::E2e(o) => against_broker(o, e2e::run),
         Command::Metadata(o) => against_broker(o, metadata::run),
+        Command::Rebalance(o) => {
+            let members = o.members as usize;
+            rebalance::measure(o, payload::new_run_id(), members).map(|r| Output {
+                text: r.text(members),
+                json: o.json.then(|| r.json(members)),
+                passed: true,
+            })
+        }
+        Command::Suite(o) => suite::run(o).map(|table| Output {
+            passed: true,
+            text: table,
+            json: None,
+        }),
         Command::Baseline(o) => baseline::run(o).map(|report| Output {
             text: report.text(),
             json: o.json.then(|| report.json()),

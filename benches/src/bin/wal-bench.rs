@@ -21,6 +21,11 @@ use std::time::Instant;
 use glommio::io::{DmaFile, OpenOptions};
 use sluice_wal_core::{scan, RecoveryMode, Wal, WalOptions};
 
+/// As `sluice serve`: large direct-I/O buffers are reused per thread.
+#[global_allocator]
+static ALLOC: sluice_wal_core::buffer_pool::PooledDmaAlloc<std::alloc::System> =
+    sluice_wal_core::buffer_pool::PooledDmaAlloc::new(std::alloc::System);
+
 const MIB: usize = 1 << 20;
 /// DMA memory glommio preallocates (what `sluice serve` gives each shard).
 const IO_MEMORY: usize = 64 << 20;
