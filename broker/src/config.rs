@@ -106,7 +106,8 @@ pub struct ServeArgs {
     pub fetch_max_bytes: usize,
     /// Memory for requests being handled, fetch reads and responses not yet
     /// written, all shards together (split evenly); past it connections
-    /// are not read until memory comes back. Default: a quarter of RAM.
+    /// are not read until memory comes back. Default: 32 MiB per shard (at
+    /// most a quarter of RAM).
     #[arg(long)]
     pub memory_budget_mib: Option<usize>,
     /// Most client connections at once; more are closed as they arrive
@@ -198,10 +199,13 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The memory budget in bytes (`--memory-budget-mib` or the default).
-    pub fn memory_budget_bytes(&self) -> usize {
-        self.memory_budget_mib
-            .map_or_else(crate::memory::default_budget_bytes, |mib| mib << 20)
+    /// The memory budget in bytes of `shards` shards together
+    /// (`--memory-budget-mib` or the default).
+    pub fn memory_budget_bytes(&self, shards: usize) -> usize {
+        self.memory_budget_mib.map_or_else(
+            || crate::memory::default_budget_bytes(shards),
+            |mib| mib << 20,
+        )
     }
 
     /// `host:port` clients should use.

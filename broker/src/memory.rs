@@ -121,18 +121,24 @@ impl Drop for Reservation {
     }
 }
 
-/// The default budget: a quarter of the machine's memory (`MemTotal`), so
-/// the WAL buffers, the fetch buffers and the page cache keep the rest;
-/// 1 GiB where it cannot be read.
-pub fn default_budget_bytes() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
+/// Budget per shard when `--memory-budget-mib` is not given.
+pub const DEFAULT_PER_SHARD: usize = 32 << 20;
+
+/// The default budget of `shards` shards: [`DEFAULT_PER_SHARD`] each, and
+/// at most a quarter of the machine's memory (`MemTotal`; 1 GiB where it
+/// cannot be read). Enough to keep the WAL's flushes full: measured, a
+/// larger budget (a quarter of 24 GiB) only let requests queue in memory
+/// and cost more CPU per byte (README, "Memory budget").
+pub fn default_budget_bytes(shards: usize) -> usize {
+    let quarter = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
             info.lines()
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         })
-        .map_or(1 << 30, |kib| kib * 1024 / 4)
+        .map_or(1 << 30, |kib| kib * 1024 / 4);
+    quarter.min(DEFAULT_PER_SHARD * shards.max(1))
 }
 
 #[cfg(test)]

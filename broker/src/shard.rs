@@ -74,7 +74,8 @@ impl Shard {
             groups,
             transactions,
         } = owners;
-        let memory = MemoryBudget::new(config.memory_budget_bytes() / peers.len().max(1));
+        let memory =
+            MemoryBudget::new(config.memory_budget_bytes(peers.len()) / peers.len().max(1));
         let shard_config = config.clone();
         Shard {
             id,

@@ -481,6 +481,27 @@ fn a_client_that_never_reads_cannot_pin_the_budget() {
     drop(hostile);
 }
 
+/// A fetch whose limit is past the shard's memory budget is answered: it
+/// held its own request's bytes while it waited for the budget to be
+/// wholly free, so with `--memory-budget-mib 64` over two shards every
+/// librdkafka consumer (fetch.max.bytes 50 MiB) waited forever.
+#[test]
+fn a_fetch_larger_than_the_budget_is_answered() {
+    let dir = DataDir::new("fetch-past-budget");
+    let broker = Broker::start(dir.path(), 2, &["--memory-budget-mib", "64"]);
+    create_topic(&broker, "wide-fetch", 1, &[]);
+    let mut client = RawClient::connect(broker.addr());
+    fill(&mut client, "wide-fetch", 0, 20, 100 * KIB);
+    let limit = 50 * MIB as i32;
+    let response = fetch(&mut client, "wide-fetch", &[0], limit, limit);
+    let records = records_of(&response);
+    assert!(
+        records[0].1.len() >= 20 * 100 * KIB,
+        "a 50 MiB fetch got {} bytes of 2 MB stored",
+        records[0].1.len()
+    );
+}
+
 /// Found by the fuzzer: a Metadata request naming one topic many times got
 /// it described as many times (a 110 KB request asked for a 269 MB
 /// answer). Kafka answers each topic once; so do Sluice's Metadata and

@@ -123,7 +123,7 @@ impl GroupLimits {
     pub fn of(args: &crate::config::ServeArgs, shards: usize) -> GroupLimits {
         GroupLimits {
             max_size: args.group_max_size,
-            memory: MemoryBudget::new(args.memory_budget_bytes() / shards.max(1) / 8),
+            memory: MemoryBudget::new(args.memory_budget_bytes(shards) / shards.max(1) / 8),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Byte limits as KIP-74 sets them: partitions in request order, each read
 //! up to the smaller of its own limit and what is left of the request's
-//! `max_bytes` (itself capped by `--fetch-max-bytes`); only the first batch
+//! `max_bytes` (itself capped by `--fetch-max-bytes` and a quarter of the
+//! shard's memory budget); only the first batch
 //! of the first non-empty partition may pass a limit, and later partitions
 //! are cut to whole batches that fit instead of being dropped. The limit
 //! holds while reading, on every owner, so a fetch never holds more than
@@ -91,7 +92,12 @@ pub async fn handle(ctx: &RequestContext, mut request: FetchRequest) -> FetchRes
     } else {
         usize::MAX
     };
-    let max_bytes = asked.min(shard.config().fetch_max_bytes);
+    // The read and its copy in the answer are held against the shard's
+    // memory budget while the request's own bytes are held too: a limit
+    // past a quarter of the budget could wait for it forever.
+    let max_bytes = asked
+        .min(shard.config().fetch_max_bytes)
+        .min((shard.memory().limit() / 4).max(1));
     let committed = version >= 4 && request.isolation_level == 1;
     let metadata = shard.metadata();
     let mut slots: Vec<Slot<ReadRange, BrokerError>> = Vec::new();
