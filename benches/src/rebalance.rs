@@ -160,12 +160,19 @@ pub fn measure(o: &Opts, run_id: u64, members: usize) -> Result<Outcome> {
         .expect("assignment lock")
         .remove(&(members - 1));
     let start = Instant::now();
-    std::thread::scope(|s| {
+    let leave = std::thread::scope(|s| {
         // close() leaves the group; the others learn of it while polling.
         s.spawn(move || drop(leaving));
         wait_settled(&consumers, &assigned, partitions, start)
-    })
-    .map(|leave| Outcome {
+    });
+    // All close at once: closed one after another, each close waits on a
+    // rebalance that the members not yet closed (and not polled) hold up.
+    std::thread::scope(|s| {
+        for c in consumers {
+            s.spawn(move || drop(c));
+        }
+    });
+    leave.map(|leave| Outcome {
         partitions,
         join,
         leave,

@@ -367,18 +367,52 @@ fn produce_row(c: &mut Ctx) -> Result<()> {
 fn latency_row(c: &mut Ctx, shards: u32, producers: u32, key: &'static str) -> Result<()> {
     let b = Broker::fresh(c, key, shards)?;
     let (secs, k) = (c.seconds(), producers.to_string());
+    // Where the two cores went: this process (the load generator) and the broker.
+    let (own, broker, started) = (
+        cpu_seconds(std::process::id()).unwrap_or(0.0),
+        b.cpu_seconds(),
+        Instant::now(),
+    );
     let r = c.run(
         &format!("produce --create --topic lat --partitions 6 --size 1024 --acks all --rate 20000 --linger-ms 0 --producers {k} --duration {secs}"),
         produce::report,
     )?;
-    let (p99, p999, rate) = match key {
-        "latency" => ("lat_p99_ms", "lat_p999_ms", "lat_msgs"),
-        "latency1" => ("lat1_p99_ms", "lat1_p999_ms", "lat1_msgs"),
-        _ => ("many_p99_ms", "many_p999_ms", "many_msgs"),
+    let wall = started.elapsed().as_secs_f64();
+    let own = cpu_seconds(std::process::id()).unwrap_or(0.0) - own;
+    let broker = b.cpu_seconds() - broker;
+    let names: [&'static str; 5] = match key {
+        "latency" => [
+            "lat_p99_ms",
+            "lat_p999_ms",
+            "lat_msgs",
+            "lat_client_cores",
+            "lat_broker_cores",
+        ],
+        "latency1" => [
+            "lat1_p99_ms",
+            "lat1_p999_ms",
+            "lat1_msgs",
+            "lat1_client_cores",
+            "lat1_broker_cores",
+        ],
+        _ => [
+            "many_p99_ms",
+            "many_p999_ms",
+            "many_msgs",
+            "many_client_cores",
+            "many_broker_cores",
+        ],
     };
-    c.record(p99, r.latency.p99_ms);
-    c.record(p999, r.latency.p999_ms);
-    c.record(rate, r.throughput.msgs_per_sec());
+    let values = [
+        r.latency.p99_ms,
+        r.latency.p999_ms,
+        r.throughput.msgs_per_sec(),
+        own / wall,
+        broker / wall,
+    ];
+    for (name, value) in names.into_iter().zip(values) {
+        c.record(name, value);
+    }
     drop(b);
     Ok(())
 }
@@ -393,13 +427,24 @@ fn consume_buffer_row(c: &mut Ctx) -> Result<()> {
     // spends receiving counts, and the passes go on until that adds up to
     // the run's duration.
     let (mut bytes, mut busy) = (0u64, Duration::ZERO);
+    let (own, broker, started) = (
+        cpu_seconds(std::process::id()).unwrap_or(0.0),
+        b.cpu_seconds(),
+        Instant::now(),
+    );
     while busy.as_secs_f64() < c.o.duration {
         let r = c.run("consume --topic tail", consume::run)?;
         bytes += r.throughput.bytes;
         busy += r.throughput.elapsed;
     }
+    let wall = started.elapsed().as_secs_f64();
     c.record("consume_buffer_mbs", bytes as f64 / MB / busy.as_secs_f64());
     c.record("consume_buffer_s", busy.as_secs_f64());
+    c.record(
+        "consume_client_cores",
+        (cpu_seconds(std::process::id()).unwrap_or(0.0) - own) / wall,
+    );
+    c.record("consume_broker_cores", (b.cpu_seconds() - broker) / wall);
     c.record("consume_rss_mib", b.peak_rss_mib());
     Ok(())
 }
@@ -641,43 +686,49 @@ pub fn table(f: &BTreeMap<&'static str, Vec<f64>>, rounds: u32) -> String {
         });
         row("1. durable produce MB/s", r, format!("{m:.1}"), v);
     }
-    let latency =
-        |row: &mut dyn FnMut(&str, String, String, String), p99: &str, p999: &str, what: &str| {
-            if let (Some((m99, r99)), Some((m999, r999))) = (fig(f, p99), fig(f, p999)) {
-                let bound = fsync.map(|s| s + 2.0);
-                let v = match bound {
-                    Some(b) => format!(
-                        "p99 <= {b:.2}: {}; p99.9 <= 2 x p99: {}",
-                        verdict(m99 <= b),
-                        verdict(m999 <= 2.0 * m99)
-                    ),
-                    None => format!("p99.9 <= 2 x p99: {}", verdict(m999 <= 2.0 * m99)),
-                };
-                row(
-                    what,
-                    format!("p99 {r99}; p99.9 {r999}"),
-                    format!("{m99:.2} / {m999:.2}"),
-                    v,
-                );
-            }
+    let latency = |row: &mut dyn FnMut(&str, String, String, String), key: &str, what: &str| {
+        let get = |name: &str| fig(f, &format!("{key}_{name}"));
+        let (Some((m99, r99)), Some((m999, r999))) = (get("p99_ms"), get("p999_ms")) else {
+            return;
         };
+        let cores = match (get("msgs"), get("client_cores"), get("broker_cores")) {
+            (Some((msgs, _)), Some((client, _)), Some((broker, _))) => format!(
+                " ({msgs:.0} msgs/s delivered; CPU: load generator {client:.2} cores, broker {broker:.2})"
+            ),
+            _ => String::new(),
+        };
+        let p999_met = format!("p99.9 <= 2 x p99: {}", verdict(m999 <= 2.0 * m99));
+        let v = match fsync.map(|s| s + 2.0) {
+            Some(b) => format!("p99 <= {b:.2}: {}; {p999_met}", verdict(m99 <= b)),
+            None => p999_met,
+        };
+        row(
+            &format!("{what}{cores}"),
+            format!("p99 {r99}; p99.9 {r999}"),
+            format!("{m99:.2} / {m999:.2}"),
+            v,
+        );
+    };
     latency(
         &mut row,
-        "lat_p99_ms",
-        "lat_p999_ms",
+        "lat",
         "2. produce p99 / p99.9 ms at 20,000 msgs/s, linger 0, --shards 2",
     );
-    latency(
-        &mut row,
-        "lat1_p99_ms",
-        "lat1_p999_ms",
-        "2. the same, --shards 1",
-    );
+    latency(&mut row, "lat1", "2. the same, --shards 1");
     if let Some((m, r)) = fig(f, "consume_buffer_mbs") {
         let secs = fig(f, "consume_buffer_s").map_or(0.0, |x| x.0);
         let gbs = m * MB / 1e9;
+        let cores = match (
+            fig(f, "consume_client_cores"),
+            fig(f, "consume_broker_cores"),
+        ) {
+            (Some((client, _)), Some((broker, _))) => {
+                format!("; CPU: load generator {client:.2} cores, broker {broker:.2}")
+            }
+            _ => String::new(),
+        };
         row(
-            &format!("3. consume from the fetch buffer MB/s ({secs:.0} s of reading)"),
+            &format!("3. consume from the fetch buffer MB/s ({secs:.0} s of reading{cores})"),
             r,
             format!("{m:.1}"),
             format!(
@@ -772,8 +823,7 @@ pub fn table(f: &BTreeMap<&'static str, Vec<f64>>, rounds: u32) -> String {
     }
     latency(
         &mut row,
-        "many_p99_ms",
-        "many_p999_ms",
+        "many",
         "7. 1,000 producers, 20,000 msgs/s together: p99 / p99.9 ms",
     );
     if let Some((m, r)) = fig(f, "recovery_s") {
