@@ -79,15 +79,8 @@ unsafe impl GlobalAlloc for LazyLargeAlloc {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
-        // SAFETY: a fresh allocation, filled from the old one, which is then freed.
-        unsafe {
-            let new = self.alloc(new_layout);
-            if !new.is_null() {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-            new
-        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { sluice_wal_core::buffer_pool::realloc_by_copy(self, ptr, layout, new_layout) }
     }
 }
 

@@ -149,15 +149,33 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PooledDmaAlloc<A> {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
-        // SAFETY: a fresh allocation, filled from the old one, which is then freed.
-        unsafe {
-            let new = self.alloc(new_layout);
-            if !new.is_null() {
-                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-            new
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { realloc_by_copy(self, ptr, layout, new_layout) }
+    }
+}
+
+/// `realloc` as a fresh allocation from `a`, filled from the old one,
+/// which is then freed: for an allocator that hands some sizes to another
+/// mechanism, so a block may not be resized where it lies.
+///
+/// # Safety
+///
+/// As [`GlobalAlloc::realloc`]: `ptr` was allocated by `a` with `layout`,
+/// and `new_layout` has the same alignment and a valid non-zero size.
+pub unsafe fn realloc_by_copy<A: GlobalAlloc>(
+    a: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_layout: Layout,
+) -> *mut u8 {
+    // SAFETY: the caller's guarantees; the copy stays within both blocks.
+    unsafe {
+        let new = a.alloc(new_layout);
+        if !new.is_null() {
+            std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_layout.size()));
+            a.dealloc(ptr, layout);
         }
+        new
     }
 }
 
