@@ -232,15 +232,15 @@ impl Broker {
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
             // Reads to the end, so the broker never blocks on a full pipe.
-            let mut last = Vec::new();
+            let mut first = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
                 if line.contains("sluice ready") {
                     let _ = ready_tx.send(Ok(()));
-                } else if last.len() < 20 {
-                    last.push(line);
+                } else if first.len() < 20 {
+                    first.push(line);
                 }
             }
-            let _ = ready_tx.send(Err(last.join("\n")));
+            let _ = ready_tx.send(Err(first.join("\n")));
         });
         let mut broker = Broker {
             child,
