@@ -12,14 +12,12 @@ Prints "acls clients: ok" when every check held.
 """
 
 import sys
-import time
 
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
-    AdminClient,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -35,30 +33,10 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from scram_admin import alice_admin, say, wait_all
+
 addr = sys.argv[1]
-START = time.monotonic()
-
-
-def say(what):
-    print(f"{time.monotonic() - START:6.1f}s {what}", flush=True)
-
-
-admin = AdminClient(
-    {
-        "bootstrap.servers": addr,
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "alice",
-        "sasl.password": "alice-secret",
-    }
-)
-
-
-def wait_all(futures):
-    for f in futures.values():
-        f.result(timeout=20)
-
-
+admin = alice_admin(addr)
 wait_all(admin.create_topics([NewTopic("py-acl", 1, 1)]))
 wait_all(
     admin.alter_user_scram_credentials(

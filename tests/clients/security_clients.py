@@ -13,17 +13,10 @@ Prints "security clients: ok" when every check held.
 
 import logging
 import sys
-import time
 
-START = time.monotonic()
-
-
-def say(what):
-    print(f"{time.monotonic() - START:6.1f}s {what}", flush=True)
-
+from scram_admin import alice_admin, say, wait_all
 
 from confluent_kafka.admin import (
-    AdminClient,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialDeletion,
@@ -33,23 +26,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 sasl_plaintext, sasl_ssl, ssl_addr, ca, cert, key = sys.argv[1:7]
-
-
-def admin():
-    return AdminClient(
-        {
-            "bootstrap.servers": sasl_plaintext,
-            "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": "alice",
-            "sasl.password": "alice-secret",
-        }
-    )
-
-
-def wait_all(futures):
-    for f in futures.values():
-        f.result(timeout=20)
 
 
 def round_trip(topic, value, **settings):
@@ -126,7 +102,7 @@ def refused(settings):
     return "SASL_AUTHENTICATION_FAILED"
 
 
-a = admin()
+a = alice_admin(sasl_plaintext)
 wait_all(
     a.alter_user_scram_credentials(
         [
