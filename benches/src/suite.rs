@@ -93,12 +93,12 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "latency",
         what: "20,000 msgs/s open loop, linger 0, 1 KiB x 6 partitions, acks=all: p99, p99.9",
-        run: |c| latency_row(c, SHARDS, 1, "latency"),
+        run: |c| latency_row(c, SHARDS, 1, "lat"),
     },
     Scenario {
         name: "latency-1shard",
         what: "the same against --shards 1",
-        run: |c| latency_row(c, 1, 1, "latency1"),
+        run: |c| latency_row(c, 1, 1, "lat1"),
     },
     Scenario {
         name: "producers-1000",
@@ -137,11 +137,12 @@ struct Ctx {
     o: SuiteOpts,
     broker: PathBuf,
     /// Figure name -> its value in each round.
-    figures: BTreeMap<&'static str, Vec<f64>>,
+    figures: BTreeMap<String, Vec<f64>>,
 }
 
 impl Ctx {
-    fn record(&mut self, name: &'static str, value: f64) {
+    fn record(&mut self, name: impl Into<String>, value: f64) {
+        let name = name.into();
         eprintln!("suite: {name} = {value:.3}");
         self.figures.entry(name).or_default().push(value);
     }
@@ -300,6 +301,28 @@ impl Drop for Broker {
     }
 }
 
+/// CPU time of this process (the load generator) and of the broker from
+/// a moment on, to be read as cores over some span.
+struct CpuSince {
+    own: f64,
+    broker: f64,
+}
+
+impl CpuSince {
+    fn now(b: &Broker) -> CpuSince {
+        CpuSince {
+            own: cpu_seconds(std::process::id()).unwrap_or(0.0),
+            broker: b.cpu_seconds(),
+        }
+    }
+
+    /// (load generator, broker) cores over `secs` since [`CpuSince::now`].
+    fn cores(&self, b: &Broker, secs: f64) -> (f64, f64) {
+        let own = cpu_seconds(std::process::id()).unwrap_or(0.0) - self.own;
+        (own / secs, (b.cpu_seconds() - self.broker) / secs)
+    }
+}
+
 /// The 14th and 15th fields of /proc/PID/stat (after the command's
 /// parenthesis), in clock ticks.
 fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -350,17 +373,15 @@ fn baseline_row(c: &mut Ctx) -> Result<()> {
 }
 
 /// MB/s and broker CPU-s per GB (10^9 payload bytes) of a produce run.
-fn produce_measured(
-    c: &mut Ctx,
-    b: &Broker,
-    line: &str,
-    [mbs, cpu_per_gb]: [&'static str; 2],
-) -> Result<()> {
+fn produce_measured(c: &mut Ctx, b: &Broker, line: &str, prefix: &str) -> Result<()> {
     let cpu = b.cpu_seconds();
     let r = c.run(line, produce::report)?;
     let cpu = b.cpu_seconds() - cpu;
-    c.record(mbs, r.throughput.mb_per_sec());
-    c.record(cpu_per_gb, cpu / (r.throughput.bytes as f64 / 1e9));
+    c.record(format!("{prefix}_mbs"), r.throughput.mb_per_sec());
+    c.record(
+        format!("{prefix}_cpu_s_per_gb"),
+        cpu / (r.throughput.bytes as f64 / 1e9),
+    );
     Ok(())
 }
 
@@ -371,62 +392,27 @@ fn produce_row(c: &mut Ctx) -> Result<()> {
         c,
         &b,
         &format!("produce --create --topic p6 --partitions 6 --size 1024 --acks all --producers 4 --duration {secs}"),
-        ["produce_mbs", "produce_cpu_s_per_gb"],
+        "produce",
     )?;
     c.record("produce_rss_mib", b.peak_rss_mib());
     Ok(())
 }
 
-fn latency_row(c: &mut Ctx, shards: u32, producers: u32, key: &'static str) -> Result<()> {
+fn latency_row(c: &mut Ctx, shards: u32, producers: u32, key: &str) -> Result<()> {
     let b = Broker::fresh(c, key, shards)?;
     let (secs, k) = (c.seconds(), producers.to_string());
     // Where the two cores went: this process (the load generator) and the broker.
-    let (own, broker, started) = (
-        cpu_seconds(std::process::id()).unwrap_or(0.0),
-        b.cpu_seconds(),
-        Instant::now(),
-    );
+    let (cpu, started) = (CpuSince::now(&b), Instant::now());
     let r = c.run(
         &format!("produce --create --topic lat --partitions 6 --size 1024 --acks all --rate 20000 --linger-ms 0 --producers {k} --duration {secs}"),
         produce::report,
     )?;
-    let wall = started.elapsed().as_secs_f64();
-    let own = cpu_seconds(std::process::id()).unwrap_or(0.0) - own;
-    let broker = b.cpu_seconds() - broker;
-    let names: [&'static str; 5] = match key {
-        "latency" => [
-            "lat_p99_ms",
-            "lat_p999_ms",
-            "lat_msgs",
-            "lat_client_cores",
-            "lat_broker_cores",
-        ],
-        "latency1" => [
-            "lat1_p99_ms",
-            "lat1_p999_ms",
-            "lat1_msgs",
-            "lat1_client_cores",
-            "lat1_broker_cores",
-        ],
-        _ => [
-            "many_p99_ms",
-            "many_p999_ms",
-            "many_msgs",
-            "many_client_cores",
-            "many_broker_cores",
-        ],
-    };
-    let values = [
-        r.latency.p99_ms,
-        r.latency.p999_ms,
-        r.throughput.msgs_per_sec(),
-        own / wall,
-        broker / wall,
-    ];
-    for (name, value) in names.into_iter().zip(values) {
-        c.record(name, value);
-    }
-    drop(b);
+    let (client, broker) = cpu.cores(&b, started.elapsed().as_secs_f64());
+    c.record(format!("{key}_p99_ms"), r.latency.p99_ms);
+    c.record(format!("{key}_p999_ms"), r.latency.p999_ms);
+    c.record(format!("{key}_msgs"), r.throughput.msgs_per_sec());
+    c.record(format!("{key}_client_cores"), client);
+    c.record(format!("{key}_broker_cores"), broker);
     Ok(())
 }
 
@@ -440,10 +426,7 @@ fn consume_buffer_row(c: &mut Ctx) -> Result<()> {
     // spends receiving counts, and the passes go on until that adds up to
     // the run's duration.
     let (mut bytes, mut busy) = (0u64, Duration::ZERO);
-    let (own, broker) = (
-        cpu_seconds(std::process::id()).unwrap_or(0.0),
-        b.cpu_seconds(),
-    );
+    let cpu = CpuSince::now(&b);
     while busy.as_secs_f64() < c.o.duration {
         let r = c.run("consume --topic tail", consume::run)?;
         bytes += r.throughput.bytes;
@@ -454,11 +437,9 @@ fn consume_buffer_row(c: &mut Ctx) -> Result<()> {
     let busy_s = busy.as_secs_f64();
     c.record("consume_buffer_mbs", bytes as f64 / MB / busy_s);
     c.record("consume_buffer_s", busy_s);
-    c.record(
-        "consume_client_cores",
-        (cpu_seconds(std::process::id()).unwrap_or(0.0) - own) / busy_s,
-    );
-    c.record("consume_broker_cores", (b.cpu_seconds() - broker) / busy_s);
+    let (client, broker) = cpu.cores(&b, busy_s);
+    c.record("consume_client_cores", client);
+    c.record("consume_broker_cores", broker);
     c.record("consume_rss_mib", b.peak_rss_mib());
     Ok(())
 }
@@ -527,7 +508,7 @@ fn partitions_row(c: &mut Ctx) -> Result<()> {
         c,
         &b,
         &format!("produce --create --topic p10000 --partitions 10000 --size 1024 --acks all --producers 4 --duration {secs}"),
-        ["p10k_mbs", "p10k_cpu_s_per_gb"],
+        "p10k",
     )?;
     let r = c.run("metadata --topic p10000 --messages 200", metadata::run)?;
     c.record("metadata_p99_ms", r.latency.p99_ms);
@@ -651,7 +632,7 @@ pub fn run(o: &SuiteOpts) -> Result<String> {
 }
 
 /// A figure's median with its rounds, or `None` if it was not measured.
-fn fig(f: &BTreeMap<&'static str, Vec<f64>>, name: &str) -> Option<(f64, String)> {
+fn fig(f: &BTreeMap<String, Vec<f64>>, name: &str) -> Option<(f64, String)> {
     let v = f.get(name)?;
     let rounds = v
         .iter()
@@ -671,7 +652,7 @@ fn verdict(met: bool) -> &'static str {
 
 /// The table: one line per target (where its figures were measured),
 /// then the machine's own figures and the rows without a target.
-pub fn table(f: &BTreeMap<&'static str, Vec<f64>>, rounds: u32) -> String {
+pub fn table(f: &BTreeMap<String, Vec<f64>>, rounds: u32) -> String {
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |what: &str, rounds: String, median: String, v: String| {
         rows.push([what.to_string(), rounds, median, v]);
